@@ -1,0 +1,283 @@
+//! The per-model config file, `<repository>/<model>/config.yaml`. Every field is optional.
+//!
+//! ```yaml
+//! backend: onnxruntime          # onnxruntime | tract; default: ONNX Runtime when found, else tract
+//! model_file: model.onnx        # file inside each version directory
+//! version_policy: {latest: 1}   # {latest: N} | all | {specific: [1, 3]}
+//! version_labels: {stable: 1, canary: 2}
+//! threads: {intra_op: 1, inter_op: 1}
+//! instances: 1                  # concurrent executions (ONNX Runtime sessions) per version
+//! signatures:                   # TF-Serving signature names → the ONNX graph's names
+//!   serving_default:
+//!     inputs: {x: input_0}
+//!     outputs: {y: output_0}
+//! pipeline: {kind: image_classification, size: [224, 224], normalize: tf, labels: labels.txt}
+//! ```
+
+use std::collections::BTreeMap;
+
+use mofang_backend::{BackendKind, DataType};
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// The name of the optional per-model config file.
+pub const CONFIG_FILE: &str = "config.yaml";
+
+/// The signature used when a request names none (TF Serving's `kDefaultServingSignatureDefKey`).
+pub const DEFAULT_SIGNATURE: &str = "serving_default";
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `onnxruntime` or `tract`. Absent: ONNX Runtime when its library is available, else tract.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// The model file inside each version directory.
+    #[serde(default = "default_model_file")]
+    pub model_file: String,
+    #[serde(default)]
+    pub version_policy: VersionPolicy,
+    /// Version labels (`/labels/{label}` in TF Serving URLs) → version numbers.
+    #[serde(default)]
+    pub version_labels: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub threads: Threads,
+    /// Concurrent executions per version (ONNX Runtime keeps one session each).
+    #[serde(default = "one")]
+    pub instances: usize,
+    /// Named signatures. Absent: one `serving_default` signature exposing the graph as it is.
+    #[serde(default)]
+    pub signatures: BTreeMap<String, SignatureConfig>,
+    #[serde(default)]
+    pub pipeline: Option<PipelineConfig>,
+}
+
+fn default_model_file() -> String {
+    "model.onnx".into()
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Which versions on disk are served (TF Serving's `model_version_policy`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum VersionPolicy {
+    /// The N highest version numbers.
+    Latest(usize),
+    /// Every version directory.
+    All,
+    /// Exactly these versions (those present on disk).
+    Specific(Vec<u64>),
+}
+
+impl Default for VersionPolicy {
+    fn default() -> Self {
+        VersionPolicy::Latest(1)
+    }
+}
+
+impl VersionPolicy {
+    /// The versions to serve out of those found on disk (sorted ascending in the result).
+    pub fn select(&self, on_disk: &[u64]) -> Vec<u64> {
+        let mut all = on_disk.to_vec();
+        all.sort_unstable();
+        all.dedup();
+        match self {
+            VersionPolicy::Latest(n) => all.split_off(all.len().saturating_sub(*n)),
+            VersionPolicy::All => all,
+            VersionPolicy::Specific(wanted) => {
+                all.retain(|v| wanted.contains(v));
+                all
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Threads {
+    /// Threads inside one operator. Default 1: on small machines several single-threaded
+    /// instances beat one multi-threaded one (measure with `scripts/bench.sh`).
+    #[serde(default = "one")]
+    pub intra_op: usize,
+    /// Threads running independent operators (1 = sequential).
+    #[serde(default = "one")]
+    pub inter_op: usize,
+}
+
+impl Default for Threads {
+    fn default() -> Self {
+        Threads {
+            intra_op: 1,
+            inter_op: 1,
+        }
+    }
+}
+
+/// A TF-Serving-style signature: the names clients use, mapped onto the graph's.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureConfig {
+    #[serde(default)]
+    pub inputs: BTreeMap<String, SignatureInput>,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+    /// `method_name` reported in TF Serving metadata.
+    #[serde(default = "predict_method")]
+    pub method_name: String,
+}
+
+fn predict_method() -> String {
+    "tensorflow/serving/predict".into()
+}
+
+/// One signature input: the graph input it feeds, or an input clients send that the graph no
+/// longer has (e.g. a `Dropout` rate dropped by the ONNX export), accepted and ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SignatureInput {
+    /// The graph input name.
+    Graph(String),
+    /// Accepted and ignored; `dtype` and `shape` are what metadata reports.
+    Ignored {
+        ignore: bool,
+        dtype: String,
+        #[serde(default)]
+        shape: Vec<i64>,
+    },
+}
+
+/// Server-side pre- and post-processing.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PipelineConfig {
+    /// Image upload → top-k labels (`POST /predict`).
+    ImageClassification(mofang_pipeline::ImageClassificationConfig),
+}
+
+impl ModelConfig {
+    /// Parses and checks a config file's text. Errors name the field.
+    pub fn parse(text: &str) -> Result<ModelConfig> {
+        let config: ModelConfig = if text.trim().is_empty() {
+            ModelConfig::default_values()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| Error::Config(e.to_string()))?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config of a model without a config file.
+    pub fn default_values() -> ModelConfig {
+        ModelConfig {
+            backend: None,
+            model_file: default_model_file(),
+            version_policy: VersionPolicy::default(),
+            version_labels: BTreeMap::new(),
+            threads: Threads::default(),
+            instances: 1,
+            signatures: BTreeMap::new(),
+            pipeline: None,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if let Some(b) = &self.backend {
+            if BackendKind::parse(b).is_none() {
+                return bad(format!(
+                    "backend: unknown backend `{b}` (expected onnxruntime or tract)"
+                ));
+            }
+        }
+        if self.model_file.is_empty() || self.model_file.contains('/') || self.model_file == ".." {
+            return bad("model_file: must be a plain file name".into());
+        }
+        if self.instances == 0 || self.instances > 64 {
+            return bad("instances: must be between 1 and 64".into());
+        }
+        if self.threads.intra_op == 0 || self.threads.inter_op == 0 {
+            return bad("threads: intra_op and inter_op must be at least 1".into());
+        }
+        if let VersionPolicy::Latest(0) = self.version_policy {
+            return bad("version_policy.latest: must be at least 1".into());
+        }
+        for (sig, s) in &self.signatures {
+            for (name, input) in &s.inputs {
+                if let SignatureInput::Ignored { dtype, ignore, .. } = input {
+                    if !ignore {
+                        return bad(format!(
+                            "signatures.{sig}.inputs.{name}: give the graph input name, or `ignore: true`"
+                        ));
+                    }
+                    if DataType::from_short_name(dtype).is_none() {
+                        return bad(format!(
+                            "signatures.{sig}.inputs.{name}.dtype: unknown dtype `{dtype}`"
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(PipelineConfig::ImageClassification(p)) = &self.pipeline {
+            p.validate()
+                .map_err(|e| Error::Config(format!("pipeline: {e}")))?;
+        }
+        Ok(())
+    }
+
+    pub fn backend_kind(&self) -> Option<BackendKind> {
+        self.backend.as_deref().and_then(BackendKind::parse)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_defaults() {
+        let c = ModelConfig::parse("").expect("empty is fine");
+        assert_eq!(c, ModelConfig::default_values());
+        assert_eq!(c.version_policy, VersionPolicy::Latest(1));
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = ModelConfig::parse(
+            "backend: tract\nversion_policy: {specific: [1, 3]}\nversion_labels: {stable: 1}\n\
+             instances: 2\nthreads: {intra_op: 2}\nsignatures:\n  ner_def:\n    inputs:\n      \
+             input_ids: ids\n      Dropout: {ignore: true, dtype: float32}\n    outputs: {logits: out}\n",
+        )
+        .expect("valid");
+        assert_eq!(c.backend_kind(), Some(BackendKind::Tract));
+        assert_eq!(c.version_policy.select(&[3, 2, 1]), vec![1, 3]);
+        assert_eq!(c.threads.intra_op, 2);
+        assert_eq!(c.threads.inter_op, 1);
+        let sig = &c.signatures["ner_def"];
+        assert_eq!(sig.inputs["input_ids"], SignatureInput::Graph("ids".into()));
+        assert!(matches!(sig.inputs["Dropout"], SignatureInput::Ignored { .. }));
+    }
+
+    #[test]
+    fn unknown_fields_and_values_are_named() {
+        let e = ModelConfig::parse("bakend: tract").expect_err("typo").to_string();
+        assert!(e.contains("bakend"), "{e}");
+        let e = ModelConfig::parse("backend: tensorflow").expect_err("bad").to_string();
+        assert!(e.contains("backend") && e.contains("tensorflow"), "{e}");
+        let e = ModelConfig::parse("instances: 0").expect_err("bad").to_string();
+        assert!(e.contains("instances"), "{e}");
+    }
+
+    #[test]
+    fn version_policies_select_from_disk() {
+        assert_eq!(VersionPolicy::Latest(2).select(&[1, 5, 3]), vec![3, 5]);
+        assert_eq!(VersionPolicy::Latest(9).select(&[2, 1]), vec![1, 2]);
+        assert_eq!(VersionPolicy::All.select(&[2, 1]), vec![1, 2]);
+        assert_eq!(VersionPolicy::Specific(vec![4]).select(&[1, 2]), Vec::<u64>::new());
+        let all = ModelConfig::parse("version_policy: all").expect("valid");
+        assert_eq!(all.version_policy, VersionPolicy::All);
+    }
+}

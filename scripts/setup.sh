@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Set up the Python tooling mofang's tests and examples use, idempotently:
+#   1. <repo>/.venv                      (python3 -m venv), if missing
+#   2. scripts/requirements.txt          installed, if changed since the last install
+#   3. the example EfficientNet-Lite0    examples/model-repository/efficientnet_lite0/{1/model.onnx,labels.txt}
+#   4. the test models                   target/test-models/*.onnx
+# Steps 3 and 4 run only when an output is missing or the generator script changed; each
+# keeps the sha256 of its generator in a stamp file next to its outputs. Prints one line per
+# step it performs and nothing when everything is current; a failing step's output is shown.
+# Needs no terminal (CI=true is fine). Run a generator directly to see its report (model
+# inputs/outputs, the EfficientNet top 5 for dog.jpg, ResNet-50 timing).
+# Afterwards `. scripts/env.sh` sets MOFANG_PYTHON, ORT_DYLIB_PATH and friends.
+#
+# Environment: MOFANG_BOOTSTRAP_PYTHON  the interpreter that creates the venv (default python3)
+set -euo pipefail
+
+scripts="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+repo="$(dirname "$scripts")"
+venv="$repo/.venv"
+python="$venv/bin/python"
+requirements="$scripts/requirements.txt"
+
+example_dir="$repo/examples/model-repository/efficientnet_lite0"
+test_models_dir="$repo/target/test-models"
+test_models=(add_mul tiny dtypes strings image_nchw image_nhwc resnet50)
+
+sha256() {
+    if command -v sha256sum >/dev/null 2>&1; then
+        sha256sum "$1" | cut -d' ' -f1
+    else
+        shasum -a 256 "$1" | cut -d' ' -f1
+    fi
+}
+
+# stamp_current STAMP FILE: true if STAMP holds FILE's sha256
+stamp_current() {
+    [ -f "$1" ] && [ "$(cat "$1")" = "$(sha256 "$2")" ]
+}
+
+# quietly CMD...: run CMD without stdin; show its output only if it fails
+quietly() {
+    local log
+    if ! log="$("$@" </dev/null 2>&1)"; then
+        printf '%s\n' "$log" >&2
+        echo "setup: failed: $*" >&2
+        return 1
+    fi
+}
+
+# one setup at a time (tests may start several)
+mkdir -p "$repo/target"
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$repo/target/.mofang-setup.lock"
+    flock 9
+fi
+
+# 1. virtual environment
+if [ ! -x "$python" ]; then
+    echo "setup: creating $venv"
+    quietly "${MOFANG_BOOTSTRAP_PYTHON:-python3}" -m venv "$venv"
+    rm -f "$venv/.mofang-requirements.sha256"
+fi
+
+# 2. requirements
+requirements_stamp="$venv/.mofang-requirements.sha256"
+if ! stamp_current "$requirements_stamp" "$requirements"; then
+    echo "setup: installing scripts/requirements.txt into .venv"
+    quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        "$python" -m pip install --quiet --requirement "$requirements"
+    sha256 "$requirements" >"$requirements_stamp"
+fi
+
+# 3. example model
+example_script="$scripts/make_example_model.py"
+example_stamp="$example_dir/.mofang-generator.sha256"
+if [ ! -f "$example_dir/1/model.onnx" ] || [ ! -f "$example_dir/labels.txt" ] ||
+    ! stamp_current "$example_stamp" "$example_script"; then
+    echo "setup: building examples/model-repository/efficientnet_lite0 (make_example_model.py)"
+    rm -f "$example_stamp"
+    quietly "$python" "$example_script" --out-dir "$example_dir"
+    sha256 "$example_script" >"$example_stamp"
+fi
+
+# 4. test models
+test_script="$scripts/make_test_models.py"
+test_stamp="$test_models_dir/.mofang-generator.sha256"
+missing=0
+for name in "${test_models[@]}"; do
+    [ -f "$test_models_dir/$name.onnx" ] || missing=1
+done
+if [ "$missing" = 1 ] || ! stamp_current "$test_stamp" "$test_script"; then
+    echo "setup: building target/test-models (make_test_models.py)"
+    rm -f "$test_stamp"
+    quietly "$python" "$test_script" --out-dir "$test_models_dir"
+    sha256 "$test_script" >"$test_stamp"
+fi
+
+# scripts/env.sh must find what it exports
+(
+    unset ORT_DYLIB_PATH
+    # shellcheck source=scripts/env.sh
+    . "$scripts/env.sh"
+    if [ -z "${ORT_DYLIB_PATH:-}" ] || [ ! -f "$ORT_DYLIB_PATH" ]; then
+        echo "setup: scripts/env.sh found no libonnxruntime.so.* in $venv" >&2
+        exit 1
+    fi
+)
