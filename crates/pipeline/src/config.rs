@@ -389,7 +389,9 @@ mod tests {
                 std: [1.0; 3]
             }
         );
-        let cfg = parse("size: [1, 1]\nnormalize:\n  mean: [124, 117, 104]\n  std: [58.4, 57.1, 57.4]\n")?;
+        let cfg = parse(
+            "size: [1, 1]\nnormalize:\n  mean: [124, 117, 104]\n  std: [58.4, 57.1, 57.4]\n",
+        )?;
         assert_eq!(
             cfg.normalize,
             Normalize::Custom {
@@ -461,8 +463,9 @@ mod tests {
                 std: [0.229, 0.224, 0.225]
             }
         );
-        let unknown: Result<Pipeline, _> =
-            serde_yaml::from_str("kind: image_classification\nsize: [1, 1]\nnormalize: tf\nsizes: 1\n");
+        let unknown: Result<Pipeline, _> = serde_yaml::from_str(
+            "kind: image_classification\nsize: [1, 1]\nnormalize: tf\nsizes: 1\n",
+        );
         assert!(unknown.is_err());
         Ok(())
     }
@@ -497,14 +500,47 @@ mod tests {
             ..valid()
         };
         let cases = [
-            ("size", ImageClassificationConfig { size: [0, 224], ..valid() }),
-            ("size", ImageClassificationConfig { size: [224, 0], ..valid() }),
-            ("size", ImageClassificationConfig { size: [8193, 224], ..valid() }),
-            ("size", ImageClassificationConfig { size: [224, 8193], ..valid() }),
-            ("top_k", ImageClassificationConfig { top_k: 0, ..valid() }),
+            (
+                "size",
+                ImageClassificationConfig {
+                    size: [0, 224],
+                    ..valid()
+                },
+            ),
+            (
+                "size",
+                ImageClassificationConfig {
+                    size: [224, 0],
+                    ..valid()
+                },
+            ),
+            (
+                "size",
+                ImageClassificationConfig {
+                    size: [8193, 224],
+                    ..valid()
+                },
+            ),
+            (
+                "size",
+                ImageClassificationConfig {
+                    size: [224, 8193],
+                    ..valid()
+                },
+            ),
+            (
+                "top_k",
+                ImageClassificationConfig {
+                    top_k: 0,
+                    ..valid()
+                },
+            ),
             ("normalize.std", custom(1.0, [0.0; 3], [1.0, 0.0, 1.0])),
             ("normalize.std", custom(1.0, [0.0; 3], [1.0, 1.0, f32::NAN])),
-            ("normalize.mean", custom(1.0, [0.0, f32::INFINITY, 0.0], [1.0; 3])),
+            (
+                "normalize.mean",
+                custom(1.0, [0.0, f32::INFINITY, 0.0], [1.0; 3]),
+            ),
             ("normalize.scale", custom(f32::NAN, [0.0; 3], [1.0; 3])),
         ];
         for (field, cfg) in cases {

@@ -181,7 +181,10 @@ mod tests {
         assert_eq!(probabilities.len(), scores.len());
         for (&s, &p) in scores.iter().zip(&probabilities) {
             let expected = (f64::from(s).exp() / denominator) as f32;
-            assert!(close(p, expected), "softmax({s}) = {p}, expected {expected}");
+            assert!(
+                close(p, expected),
+                "softmax({s}) = {p}, expected {expected}"
+            );
         }
         assert!(close(probabilities.iter().sum(), 1.0));
     }
@@ -190,10 +193,18 @@ mod tests {
     fn softmax_survives_large_logits() {
         // exp(1000) overflows f32 and f64; shifted by the maximum it does not.
         let probabilities = softmax(&[1000.0, 1000.0, 999.0, -1000.0]);
-        assert!(probabilities.iter().all(|p| p.is_finite()), "{probabilities:?}");
+        assert!(
+            probabilities.iter().all(|p| p.is_finite()),
+            "{probabilities:?}"
+        );
         let e = 1.0_f64.exp();
         // Relative weights 1, 1, 1/e and ~0.
-        let expected = [e / (2.0 * e + 1.0), e / (2.0 * e + 1.0), 1.0 / (2.0 * e + 1.0), 0.0];
+        let expected = [
+            e / (2.0 * e + 1.0),
+            e / (2.0 * e + 1.0),
+            1.0 / (2.0 * e + 1.0),
+            0.0,
+        ];
         for (p, q) in probabilities.iter().zip(expected) {
             assert!(close(*p, q as f32), "{probabilities:?}");
         }
@@ -202,7 +213,10 @@ mod tests {
 
     #[test]
     fn softmax_of_infinite_and_nan_scores_is_defined() {
-        assert_eq!(softmax(&[f32::INFINITY, 0.0, f32::INFINITY]), [0.5, 0.0, 0.5]);
+        assert_eq!(
+            softmax(&[f32::INFINITY, 0.0, f32::INFINITY]),
+            [0.5, 0.0, 0.5]
+        );
         assert_eq!(softmax(&[f32::NEG_INFINITY, f32::NEG_INFINITY]), [0.5, 0.5]);
         let probabilities = softmax(&[0.0, f32::NAN, 0.0]);
         assert!(probabilities[1].is_nan());
@@ -212,7 +226,11 @@ mod tests {
 
     #[test]
     fn top_k_orders_by_probability() {
-        let predictions = top_k(&[0.1, 3.0, -2.0, 2.0, 0.5], &cfg(Softmax::Always, 3, 0), None);
+        let predictions = top_k(
+            &[0.1, 3.0, -2.0, 2.0, 0.5],
+            &cfg(Softmax::Always, 3, 0),
+            None,
+        );
         assert_eq!(indices(&predictions), [1, 3, 4]);
         let all = softmax(&[0.1, 3.0, -2.0, 2.0, 0.5]);
         for p in &predictions {
@@ -289,7 +307,10 @@ mod tests {
     fn labels_keep_empty_lines_and_drop_the_final_newline() {
         assert_eq!(parse_labels("cat\ndog\n"), labels(&["cat", "dog"]));
         assert_eq!(parse_labels("cat\ndog"), labels(&["cat", "dog"]));
-        assert_eq!(parse_labels("cat\r\n\r\ndog \t\r\n"), labels(&["cat", "", "dog"]));
+        assert_eq!(
+            parse_labels("cat\r\n\r\ndog \t\r\n"),
+            labels(&["cat", "", "dog"])
+        );
         assert_eq!(parse_labels("a\n\n"), labels(&["a", ""]));
         assert_eq!(parse_labels("\u{feff} tench\n"), labels(&[" tench"]));
         assert_eq!(parse_labels(""), labels(&[]));

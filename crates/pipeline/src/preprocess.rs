@@ -60,7 +60,11 @@ pub fn preprocess(bytes: &[u8], cfg: &ImageClassificationConfig) -> Result<Image
     } else {
         imageops::resize(&image, width, height, filter_type(cfg.resize))
     };
-    Ok(to_tensor(&image, cfg.layout, &ChannelTables::new(cfg.normalize)))
+    Ok(to_tensor(
+        &image,
+        cfg.layout,
+        &ChannelTables::new(cfg.normalize),
+    ))
 }
 
 fn decode(bytes: &[u8]) -> Result<DynamicImage> {
@@ -70,6 +74,9 @@ fn decode(bytes: &[u8]) -> Result<DynamicImage> {
     let format = image::guess_format(bytes).map_err(|_| Error::UnsupportedFormat)?;
     if !ACCEPTED_FORMATS.contains(&format) {
         return Err(Error::UnsupportedFormat);
+    }
+    if format == ImageFormat::Jpeg && !jpeg_reaches_its_end(bytes) {
+        return Err(truncated());
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(limits());
@@ -95,10 +102,52 @@ fn decode_error(error: ImageError) -> Error {
         ImageError::Unsupported(e) if matches!(e.kind(), UnsupportedErrorKind::Format(_)) => {
             Error::UnsupportedFormat
         }
-        ImageError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            Error::Decode("the image data ends too early; the file may be truncated".to_owned())
-        }
+        ImageError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => truncated(),
         other => Error::Decode(other.to_string()),
+    }
+}
+
+fn truncated() -> Error {
+    Error::Decode("the image data ends too early; the file may be truncated".to_owned())
+}
+
+/// Whether a JPEG stream whose headers are well formed goes on to its
+/// end-of-image marker.
+///
+/// The JPEG decoder pads a stream cut inside the compressed data with grey
+/// instead of failing, which would have us classify a half-grey picture. A
+/// stream whose headers cannot be walked is left for the decoder to reject.
+fn jpeg_reaches_its_end(bytes: &[u8]) -> bool {
+    match jpeg_scan_start(bytes) {
+        // Inside compressed data a 0xFF byte is always followed by 0x00 or a
+        // restart marker, so 0xFF 0xD9 there is the end-of-image marker.
+        Some(start) => bytes
+            .get(start..)
+            .is_some_and(|scan| scan.windows(2).any(|w| w == [0xFF, 0xD9])),
+        None => true,
+    }
+}
+
+/// The offset of the first start-of-scan marker, found by walking the marker
+/// segments after start-of-image, or `None` if they are not well formed.
+fn jpeg_scan_start(bytes: &[u8]) -> Option<usize> {
+    let mut at = 2;
+    loop {
+        if *bytes.get(at)? != 0xFF {
+            return None;
+        }
+        match *bytes.get(at + 1)? {
+            // Fill byte before a marker.
+            0xFF => at += 1,
+            // Start of scan.
+            0xDA => return Some(at),
+            // Markers without a length: TEM, RST0 to RST7.
+            0x01 | 0xD0..=0xD7 => at += 2,
+            _ => {
+                let length = bytes.get(at + 2..at + 4)?;
+                at += 2 + usize::from(u16::from_be_bytes([length[0], length[1]]));
+            }
+        }
     }
 }
 
@@ -231,6 +280,21 @@ mod tests {
         }
         assert_eq!(filter_type(ResizeFilter::Bilinear), FilterType::Triangle);
         assert_eq!(filter_type(ResizeFilter::Bicubic), FilterType::CatmullRom);
+    }
+
+    #[test]
+    fn jpeg_walk_skips_segments_and_finds_the_end_marker() {
+        // SOI, an APP1 segment holding a thumbnail's end marker, fill bytes,
+        // SOS with its header, compressed data with a stuffed 0xFF, EOI.
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE1, 0x00, 0x06, 0xFF, 0xD9, 0xAB, 0xCD];
+        jpeg.extend_from_slice(&[0xFF, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34]);
+        assert_eq!(jpeg_scan_start(&jpeg), Some(11));
+        assert!(!jpeg_reaches_its_end(&jpeg));
+        jpeg.extend_from_slice(&[0xFF, 0xD9]);
+        assert!(jpeg_reaches_its_end(&jpeg));
+        // Headers that cannot be walked are left to the decoder.
+        assert_eq!(jpeg_scan_start(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00]), None);
+        assert_eq!(jpeg_scan_start(&[0xFF, 0xD8, 0x12]), None);
     }
 
     #[test]

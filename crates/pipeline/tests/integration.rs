@@ -46,11 +46,19 @@ fn run(bytes: &[u8], cfg: &ImageClassificationConfig) -> ImageTensor {
     preprocess(bytes, cfg).unwrap_or_else(|e| panic!("preprocess failed: {e}"))
 }
 
-/// A `width` x `height` image whose pixels all differ: (x, y) has red
-/// 10 + 20x + 60y, green 5 + x + 2y, blue 250 - 30y.
+/// A `width` x `height` image (at most 6 x 4) whose pixels all differ:
+/// (x, y) has red 5 + 10x + 60y, green 5 + x + 2y, blue 250 - 30y.
 fn distinct_pixels(width: u32, height: u32) -> RgbImage {
+    assert!(
+        width <= 6 && height <= 4,
+        "channel values must stay below 256"
+    );
     RgbImage::from_fn(width, height, |x, y| {
-        Rgb([(10 + 20 * x + 60 * y) as u8, (5 + x + 2 * y) as u8, (250 - 30 * y) as u8])
+        Rgb([
+            (5 + 10 * x + 60 * y) as u8,
+            (5 + x + 2 * y) as u8,
+            (250 - 30 * y) as u8,
+        ])
     })
 }
 
@@ -201,12 +209,12 @@ fn jpeg_keeps_a_solid_colour_within_compression_error() {
     let colour = [200u8, 100, 50];
     let image = DynamicImage::ImageRgb8(RgbImage::from_pixel(16, 16, Rgb(colour)));
     let tensor = run(&encode(&image, ImageFormat::Jpeg), &config(16, 16));
-    for c in 0..3 {
-        for &value in &tensor.data[c * 256..(c + 1) * 256] {
+    assert_eq!(tensor.shape, [1, 3, 16, 16]);
+    for (c, (plane, expected)) in tensor.data.chunks(256).zip(colour).enumerate() {
+        for &value in plane {
             assert!(
-                (value - f32::from(colour[c])).abs() <= 4.0,
-                "channel {c}: {value}, expected about {}",
-                colour[c]
+                (value - f32::from(expected)).abs() <= 4.0,
+                "channel {c}: {value}, expected about {expected}"
             );
         }
     }
@@ -276,9 +284,9 @@ fn expected(normalize: Normalize, [r, g, b]: [u8; 3]) -> [f64; 3] {
         ],
         Normalize::Caffe => [rgb[2] - 103.939, rgb[1] - 116.779, rgb[0] - 123.68],
         Normalize::None => rgb,
-        Normalize::Custom { scale, mean, std } => [0, 1, 2].map(|c| {
-            (rgb[c] * f64::from(scale) - f64::from(mean[c])) / f64::from(std[c])
-        }),
+        Normalize::Custom { scale, mean, std } => {
+            [0, 1, 2].map(|c| (rgb[c] * f64::from(scale) - f64::from(mean[c])) / f64::from(std[c]))
+        }
     }
 }
 
@@ -317,7 +325,13 @@ fn every_preset_matches_its_formula_on_solid_colours() {
         mean: [0.5, 0.25, 0.125],
         std: [0.5, 2.0, 4.0],
     };
-    for colour in [[255, 0, 0], [0, 255, 0], [12, 200, 77], [255, 255, 255], [0, 0, 0]] {
+    for colour in [
+        [255, 0, 0],
+        [0, 255, 0],
+        [12, 200, 77],
+        [255, 255, 255],
+        [0, 0, 0],
+    ] {
         let bytes = solid_png(colour);
         for normalize in [
             Normalize::Tf,
@@ -474,7 +488,10 @@ fn unknown_bytes_are_an_unsupported_format() {
     assert_eq!(error(&noise), Error::UnsupportedFormat);
     assert_eq!(error(b"hello, world"), Error::UnsupportedFormat);
     // TIFF is recognised by `image` but not compiled in.
-    assert_eq!(error(b"II*\0\x08\0\0\0\0\0\0\0\0\0\0\0"), Error::UnsupportedFormat);
+    assert_eq!(
+        error(b"II*\0\x08\0\0\0\0\0\0\0\0\0\0\0"),
+        Error::UnsupportedFormat
+    );
     assert_eq!(
         Error::UnsupportedFormat.to_string(),
         "unsupported or unrecognised image format; expected JPEG, PNG, GIF, BMP or WebP"
@@ -483,16 +500,27 @@ fn unknown_bytes_are_an_unsupported_format() {
 
 #[test]
 fn truncated_jpeg_is_a_decode_error() {
-    let image = RgbImage::from_fn(32, 32, |x, y| Rgb([(8 * x) as u8, (8 * y) as u8, (x * y) as u8]));
+    let image = RgbImage::from_fn(32, 32, |x, y| {
+        Rgb([(8 * x) as u8, (8 * y) as u8, (x * y) as u8])
+    });
     let jpeg = encode(&DynamicImage::ImageRgb8(image), ImageFormat::Jpeg);
-    eprintln!("jpeg length {}", jpeg.len());
-    // Cut inside the headers, before any image data.
-    for length in [4, 20, 100, jpeg.len() / 2, jpeg.len() - 10, jpeg.len() - 2] {
+    assert_eq!(run(&jpeg, &config(32, 32)).shape, [1, 3, 32, 32]);
+    // Cut anywhere after the 3-byte signature: in the headers, inside the
+    // compressed data, or just before the final end-of-image marker.
+    for length in 3..jpeg.len() {
         match error(&jpeg[..length]) {
             Error::Decode(message) => assert!(!message.is_empty()),
             other => panic!("{length} bytes: expected a decode error, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_jpeg_cut_inside_its_compressed_data_says_it_is_truncated() {
+    let image = DynamicImage::ImageRgb8(distinct_pixels(6, 4));
+    let jpeg = encode(&image, ImageFormat::Jpeg);
+    let message = error(&jpeg[..jpeg.len() - 10]).to_string();
+    assert!(message.contains("truncated"), "{message}");
 }
 
 #[test]
@@ -512,7 +540,10 @@ fn handmade_png_is_valid_at_small_sizes() {
     // when the claimed size matches the data.
     let tensor = run(&handmade_png(1, 1, 2, &[9, 99, 199]), &config(1, 1));
     assert_eq!(tensor.data, [9.0, 99.0, 199.0]);
-    let tensor = run(&handmade_png(2, 1, 6, &[1, 2, 3, 0, 4, 5, 6, 255]), &config(1, 2));
+    let tensor = run(
+        &handmade_png(2, 1, 6, &[1, 2, 3, 0, 4, 5, 6, 255]),
+        &config(1, 2),
+    );
     assert_eq!(tensor.data, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
 }
 
