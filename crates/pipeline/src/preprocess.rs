@@ -173,7 +173,7 @@ struct ChannelTables {
 impl ChannelTables {
     fn new(normalize: Normalize) -> Self {
         let source = match normalize {
-            Normalize::Caffe => [2, 1, 0],
+            Normalize::Caffe => [0, 1, 2],
             _ => [0, 1, 2],
         };
         let mut values = [[0.0; 256]; 3];
