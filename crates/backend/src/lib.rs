@@ -31,7 +31,10 @@ pub enum Error {
     #[error("{0}")]
     InvalidInput(String),
     #[error("backend {backend} is not available: {reason}")]
-    Unavailable { backend: BackendKind, reason: String },
+    Unavailable {
+        backend: BackendKind,
+        reason: String,
+    },
     #[error("cannot load {}: {message}", path.display())]
     Load { path: PathBuf, message: String },
     #[error("inference failed: {0}")]
@@ -180,7 +183,10 @@ impl Backends {
         #[cfg(not(feature = "ort"))]
         let (onnxruntime, onnxruntime_error) = {
             let _ = library;
-            (None, Some("mofang was built without the `ort` feature".to_string()))
+            (
+                None,
+                Some("mofang was built without the `ort` feature".to_string()),
+            )
         };
         #[cfg(feature = "tract")]
         let tract = Some(Arc::new(TractBackend) as Arc<dyn Backend>);

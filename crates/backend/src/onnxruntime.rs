@@ -42,7 +42,9 @@ pub fn find_onnxruntime_library(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Ok(exe) = std::env::current_exe() {
         roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
     }
-    roots.iter().find_map(|root| find_in_venv(&root.join(".venv")))
+    roots
+        .iter()
+        .find_map(|root| find_in_venv(&root.join(".venv")))
 }
 
 fn find_in_venv(venv: &Path) -> Option<PathBuf> {
@@ -158,15 +160,14 @@ impl Backend for OrtBackend {
 
 fn spec(name: &str, ty: &ValueType) -> std::result::Result<TensorSpec, String> {
     let ValueType::Tensor { ty, shape, .. } = ty else {
-        return Err(format!("`{name}` is not a tensor ({ty:?}); only tensors are supported"));
+        return Err(format!(
+            "`{name}` is not a tensor ({ty:?}); only tensors are supported"
+        ));
     };
     Ok(TensorSpec {
         name: name.to_string(),
         dtype: from_ort(*ty).ok_or_else(|| format!("`{name}` has unsupported type {ty:?}"))?,
-        shape: shape
-            .iter()
-            .map(|d| usize::try_from(*d).ok())
-            .collect(),
+        shape: shape.iter().map(|d| usize::try_from(*d).ok()).collect(),
     })
 }
 
@@ -244,7 +245,10 @@ fn to_value(tensor: Tensor) -> std::result::Result<DynValue, String> {
 
 fn from_value(value: &DynValue) -> std::result::Result<Tensor, String> {
     fn dims(shape: &[i64]) -> Vec<usize> {
-        shape.iter().map(|d| usize::try_from(*d).unwrap_or(0)).collect()
+        shape
+            .iter()
+            .map(|d| usize::try_from(*d).unwrap_or(0))
+            .collect()
     }
     macro_rules! prim {
         ($t:ty, $var:ident) => {{
@@ -292,7 +296,8 @@ impl Model for OrtModel {
     }
 
     fn run(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
-        let mut values: Vec<(String, SessionInputValue<'static>)> = Vec::with_capacity(inputs.len());
+        let mut values: Vec<(String, SessionInputValue<'static>)> =
+            Vec::with_capacity(inputs.len());
         for (name, tensor) in inputs {
             let value = to_value(tensor).map_err(Error::InvalidInput)?;
             values.push((name, value.into()));

@@ -248,7 +248,9 @@ impl TensorData {
                 }
             };
         }
-        ext!(Bool, U8, U16, U32, U64, I8, I16, I32, I64, F16, F32, F64, Bytes);
+        ext!(
+            Bool, U8, U16, U32, U64, I8, I16, I32, I64, F16, F32, F64, Bytes
+        );
         Ok(())
     }
 
@@ -294,14 +296,14 @@ impl TensorData {
     /// Decodes the layout written by [`TensorData::to_le_bytes`]. `count` is the number of
     /// elements the shape calls for; the buffer must hold exactly that many.
     pub fn from_le_bytes(dtype: DataType, raw: &[u8], count: usize) -> Result<TensorData> {
-        if let Some(size) = dtype.element_size() {
-            if raw.len() != size * count {
-                return Err(Error::InvalidInput(format!(
-                    "expected {} bytes for {count} {dtype} elements, got {}",
-                    size * count,
-                    raw.len()
-                )));
-            }
+        if let Some(size) = dtype.element_size()
+            && size.checked_mul(count) != Some(raw.len())
+        {
+            return Err(Error::InvalidInput(format!(
+                "expected {} bytes for {count} {dtype} elements, got {}",
+                size.saturating_mul(count),
+                raw.len()
+            )));
         }
         fn unpack<T, const N: usize>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
             raw.chunks_exact(N)
@@ -326,7 +328,8 @@ impl TensorData {
             DataType::F32 => TensorData::F32(unpack(raw, f32::from_le_bytes)),
             DataType::F64 => TensorData::F64(unpack(raw, f64::from_le_bytes)),
             DataType::Bytes => {
-                let mut out = Vec::with_capacity(count);
+                // Never trust `count` for the allocation: every element needs 4 bytes of prefix.
+                let mut out = Vec::with_capacity(count.min(raw.len() / 4));
                 let mut rest = raw;
                 while !rest.is_empty() {
                     if rest.len() < 4 {
@@ -455,8 +458,13 @@ impl Tensor {
     }
 }
 
+/// The number of elements a shape holds; saturates at `usize::MAX` (which no buffer can match),
+/// so a hostile shape can never wrap around to a small count.
 pub fn element_count(shape: &[usize]) -> usize {
-    shape.iter().product()
+    shape
+        .iter()
+        .try_fold(1usize, |acc, d| acc.checked_mul(*d))
+        .unwrap_or(usize::MAX)
 }
 
 /// What a model declares for one of its inputs or outputs.
@@ -549,7 +557,8 @@ mod tests {
     fn raw_bytes_with_wrong_length_is_an_input_error() {
         let err = TensorData::from_le_bytes(DataType::F32, &[0, 0, 0], 1).expect_err("too short");
         assert!(err.to_string().contains("expected 4 bytes"), "{err}");
-        let err = TensorData::from_le_bytes(DataType::Bytes, &[5, 0, 0, 0, 1], 1).expect_err("short");
+        let err =
+            TensorData::from_le_bytes(DataType::Bytes, &[5, 0, 0, 0, 1], 1).expect_err("short");
         assert!(err.to_string().contains("runs past the end"), "{err}");
     }
 

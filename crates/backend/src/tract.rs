@@ -4,11 +4,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use half::f16;
-use tract_onnx::tract_hir::internal::DimLike;
 use tract_onnx::prelude::{
     DatumType, Framework, InferenceModelExt, IntoRunnable, TValue, TVec, Tensor as TractTensor,
     TypedFact, TypedModel, TypedRunnableModel, tract_ndarray,
 };
+use tract_onnx::tract_hir::internal::DimLike;
 
 use crate::{
     Backend, BackendKind, DataType, Error, LoadOptions, Model, Result, Tensor, TensorData,
@@ -154,7 +154,11 @@ fn from_tract_tensor(t: &TractTensor) -> std::result::Result<Tensor, String> {
     let view = t.view();
     macro_rules! prim {
         ($ty:ty, $var:ident) => {
-            TensorData::$var(view.as_slice::<$ty>().map_err(|e| format!("{e:#}"))?.to_vec())
+            TensorData::$var(
+                view.as_slice::<$ty>()
+                    .map_err(|e| format!("{e:#}"))?
+                    .to_vec(),
+            )
         };
     }
     let data = match t.datum_type() {

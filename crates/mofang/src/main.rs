@@ -51,6 +51,7 @@ struct ServeArgs {
     grpc_port: u16,
     /// Seconds between rescans of the repository for new, changed and removed versions; 0 disables.
     #[arg(long, env = "MOFANG_POLL_INTERVAL", default_value_t = 2.0)]
+    #[arg(allow_negative_numbers = true)]
     poll_interval: f64,
     /// Path of libonnxruntime.so (default: $ORT_DYLIB_PATH, else the project's .venv); tract is used when none is found.
     #[arg(long, env = "MOFANG_ORT_LIBRARY")]
@@ -59,7 +60,12 @@ struct ServeArgs {
     #[arg(long, env = "MOFANG_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_body_bytes: usize,
     /// Seconds a request may take, reading its body included; slower ones get HTTP 504.
-    #[arg(long, env = "MOFANG_REQUEST_TIMEOUT", default_value_t = 60.0)]
+    #[arg(
+        long,
+        env = "MOFANG_REQUEST_TIMEOUT",
+        default_value_t = 60.0,
+        allow_negative_numbers = true
+    )]
     request_timeout: f64,
     /// Write the bound REST address to this file once serving (for scripts and tests).
     #[arg(long, env = "MOFANG_ADDRESS_FILE")]
@@ -67,12 +73,37 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print as clap prints them.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // One line: clap's first line, without the usage block.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let detail: Vec<&str> = text
+                .lines()
+                .skip(1)
+                .map(str::trim)
+                .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"))
+                .collect();
+            let first = first.trim_start_matches("error: ");
+            if detail.is_empty() {
+                eprintln!("mofang: {first} (see mofang --help)");
+            } else {
+                eprintln!("mofang: {first} {} (see mofang --help)", detail.join(", "));
+            }
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = init_tracing(&cli.log_format) {
         eprintln!("mofang: {e:#}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mofang: cannot start the async runtime: {e}");
@@ -94,8 +125,11 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(format: &str) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         "text" => builder.init(),
         "json" => builder.json().init(),
@@ -113,8 +147,21 @@ fn seconds(flag: &str, value: f64) -> anyhow::Result<Option<Duration>> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let source = match (args.model_repository, args.model_name, args.model_base_path) {
-        (Some(dir), None, None) => Source::Repository(dir),
-        (None, Some(name), Some(base_path)) => Source::Single { name, base_path },
+        (Some(dir), None, None) => {
+            if !dir.is_dir() {
+                bail!("--model-repository: {} is not a directory", dir.display());
+            }
+            Source::Repository(dir)
+        }
+        (None, Some(name), Some(base_path)) => {
+            if !base_path.is_dir() {
+                bail!(
+                    "--model-base-path: {} is not a directory",
+                    base_path.display()
+                );
+            }
+            Source::Single { name, base_path }
+        }
         _ => bail!("give --model-repository DIR, or --model-name NAME with --model-base-path DIR"),
     };
     let poll_interval = seconds("--poll-interval", args.poll_interval)?;
@@ -129,6 +176,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         source,
         poll_interval,
         backends,
+        metrics: mofang_metrics::ServingMetrics::default(),
     })
     .await?;
     for model in manager.models() {

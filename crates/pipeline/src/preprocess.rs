@@ -45,9 +45,14 @@ pub struct ImageTensor {
 /// The format is detected from the bytes (JPEG, PNG, GIF (first frame), BMP or
 /// WebP) and decoded within fixed limits (16384 pixels a side, 512 MiB), so an
 /// oversized image or a decompression bomb is an [`Error::TooLarge`] rather
-/// than an exhausted server. The image is converted to RGB (alpha dropped,
-/// grayscale expanded), resized straight to `cfg.size` without cropping, and
-/// normalized per channel.
+/// than an exhausted server. A JPEG cut short inside its compressed data is
+/// refused rather than padded with grey. The image is converted to RGB (alpha
+/// dropped, not blended; grayscale expanded), resized straight to `cfg.size`
+/// without cropping, and normalized per channel. As in the Keras tutorial, EXIF
+/// orientation is not applied.
+///
+/// This is CPU-bound work of up to a few hundred milliseconds for large
+/// photos; async callers should run it off the runtime's worker threads.
 ///
 /// Errors other than [`Error::InvalidConfig`] (from `cfg.validate()`) are the
 /// client's fault and their messages are meant for the client.
@@ -173,7 +178,7 @@ struct ChannelTables {
 impl ChannelTables {
     fn new(normalize: Normalize) -> Self {
         let source = match normalize {
-            Normalize::Caffe => [0, 1, 2],
+            Normalize::Caffe => [2, 1, 0],
             _ => [0, 1, 2],
         };
         let mut values = [[0.0; 256]; 3];

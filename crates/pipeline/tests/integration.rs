@@ -233,10 +233,11 @@ fn gif_uses_the_first_frame() {
             .expect("encoding an animated GIF");
     }
     let tensor = run(&bytes, &config(2, 3));
-    let blue_plane = [255.0; 6];
+    // Blue everywhere: zero red and green planes, a full blue plane.
+    assert_eq!(tensor.shape, [1, 3, 2, 3]);
     assert_eq!(tensor.data[..6], [0.0; 6]);
     assert_eq!(tensor.data[6..12], [0.0; 6]);
-    assert_eq!(tensor.data[12..], blue_plane);
+    assert_eq!(tensor.data[12..], [255.0; 6]);
 }
 
 // ---------------------------------------------------------------- colour

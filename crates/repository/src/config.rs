@@ -51,6 +51,34 @@ pub struct ModelConfig {
     pub signatures: BTreeMap<String, SignatureConfig>,
     #[serde(default)]
     pub pipeline: Option<PipelineConfig>,
+    /// Dynamic batching; absent: every request runs alone (the queue is still bounded).
+    #[serde(default)]
+    pub batching: Option<BatchingConfig>,
+}
+
+/// Dynamic batching (TF Serving's `batching_parameters`, Triton's `dynamic_batching`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingConfig {
+    /// Most rows (batch dimension) in one execution; larger requests are refused with 400.
+    /// 1 disables batching but keeps the queue settings.
+    pub max_batch_size: usize,
+    /// Longest a request waits for its batch to fill, in microseconds.
+    #[serde(default)]
+    pub max_queue_delay_micros: u64,
+    /// Pad each batch up to the next of these sizes (ascending, the last = max_batch_size).
+    #[serde(default)]
+    pub allowed_batch_sizes: Vec<usize>,
+    /// Requests allowed to wait; more get HTTP 429 at once.
+    #[serde(default = "default_queue_size")]
+    pub max_queue_size: usize,
+}
+
+/// The queue bound of a model without a `batching` section.
+pub const DEFAULT_MAX_QUEUE_SIZE: usize = 1024;
+
+fn default_queue_size() -> usize {
+    DEFAULT_MAX_QUEUE_SIZE
 }
 
 fn default_model_file() -> String {
@@ -62,8 +90,9 @@ fn one() -> usize {
 }
 
 /// Which versions on disk are served (TF Serving's `model_version_policy`).
+/// YAML: `{latest: N}`, `all` (or `{all: true}`), `{specific: [1, 3]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "PolicyRepr")]
 pub enum VersionPolicy {
     /// The N highest version numbers.
     Latest(usize),
@@ -71,6 +100,41 @@ pub enum VersionPolicy {
     All,
     /// Exactly these versions (those present on disk).
     Specific(Vec<u64>),
+}
+
+/// The YAML spellings of a [`VersionPolicy`].
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PolicyRepr {
+    Name(String),
+    Map(BTreeMap<String, serde_yaml::Value>),
+}
+
+impl TryFrom<PolicyRepr> for VersionPolicy {
+    type Error = String;
+
+    fn try_from(repr: PolicyRepr) -> Result<Self, Self::Error> {
+        let expected = "expected {latest: N}, all or {specific: [versions]}";
+        match repr {
+            PolicyRepr::Name(n) if n == "all" => Ok(VersionPolicy::All),
+            PolicyRepr::Name(n) => Err(format!("unknown policy `{n}`: {expected}")),
+            PolicyRepr::Map(m) if m.len() == 1 => {
+                let (key, value) = m.into_iter().next().ok_or(expected)?;
+                match key.as_str() {
+                    "latest" => value
+                        .as_u64()
+                        .map(|n| VersionPolicy::Latest(n as usize))
+                        .ok_or_else(|| "latest: expected a number of versions".to_string()),
+                    "all" if value.as_bool() == Some(true) => Ok(VersionPolicy::All),
+                    "specific" => serde_yaml::from_value::<Vec<u64>>(value)
+                        .map(VersionPolicy::Specific)
+                        .map_err(|e| format!("specific: {e}")),
+                    other => Err(format!("unknown policy `{other}`: {expected}")),
+                }
+            }
+            PolicyRepr::Map(_) => Err(expected.to_string()),
+        }
+    }
 }
 
 impl Default for VersionPolicy {
@@ -181,17 +245,18 @@ impl ModelConfig {
             instances: 1,
             signatures: BTreeMap::new(),
             pipeline: None,
+            batching: None,
         }
     }
 
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        if let Some(b) = &self.backend {
-            if BackendKind::parse(b).is_none() {
-                return bad(format!(
-                    "backend: unknown backend `{b}` (expected onnxruntime or tract)"
-                ));
-            }
+        if let Some(b) = &self.backend
+            && BackendKind::parse(b).is_none()
+        {
+            return bad(format!(
+                "backend: unknown backend `{b}` (expected onnxruntime or tract)"
+            ));
         }
         if self.model_file.is_empty() || self.model_file.contains('/') || self.model_file == ".." {
             return bad("model_file: must be a plain file name".into());
@@ -219,6 +284,27 @@ impl ModelConfig {
                         ));
                     }
                 }
+            }
+        }
+        if let Some(b) = &self.batching {
+            if b.max_batch_size == 0 {
+                return bad("batching.max_batch_size: must be at least 1".into());
+            }
+            if b.max_queue_size == 0 {
+                return bad("batching.max_queue_size: must be at least 1".into());
+            }
+            if b.max_queue_delay_micros > 10_000_000 {
+                return bad("batching.max_queue_delay_micros: at most 10 s (10000000)".into());
+            }
+            let sizes = &b.allowed_batch_sizes;
+            if !sizes.is_empty()
+                && (sizes.windows(2).any(|w| w[0] >= w[1])
+                    || sizes.first() == Some(&0)
+                    || sizes.last() != Some(&b.max_batch_size))
+            {
+                return bad(
+                    "batching.allowed_batch_sizes: must ascend, start above 0 and end with max_batch_size".into(),
+                );
             }
         }
         if let Some(PipelineConfig::ImageClassification(p)) = &self.pipeline {
@@ -258,17 +344,45 @@ mod tests {
         assert_eq!(c.threads.inter_op, 1);
         let sig = &c.signatures["ner_def"];
         assert_eq!(sig.inputs["input_ids"], SignatureInput::Graph("ids".into()));
-        assert!(matches!(sig.inputs["Dropout"], SignatureInput::Ignored { .. }));
+        assert!(matches!(
+            sig.inputs["Dropout"],
+            SignatureInput::Ignored { .. }
+        ));
     }
 
     #[test]
     fn unknown_fields_and_values_are_named() {
-        let e = ModelConfig::parse("bakend: tract").expect_err("typo").to_string();
+        let e = ModelConfig::parse("bakend: tract")
+            .expect_err("typo")
+            .to_string();
         assert!(e.contains("bakend"), "{e}");
-        let e = ModelConfig::parse("backend: tensorflow").expect_err("bad").to_string();
+        let e = ModelConfig::parse("backend: tensorflow")
+            .expect_err("bad")
+            .to_string();
         assert!(e.contains("backend") && e.contains("tensorflow"), "{e}");
-        let e = ModelConfig::parse("instances: 0").expect_err("bad").to_string();
+        let e = ModelConfig::parse("instances: 0")
+            .expect_err("bad")
+            .to_string();
         assert!(e.contains("instances"), "{e}");
+    }
+
+    #[test]
+    fn batching_is_checked() {
+        let c = ModelConfig::parse("batching: {max_batch_size: 8, max_queue_delay_micros: 500}")
+            .expect("valid");
+        let b = c.batching.expect("set");
+        assert_eq!(
+            (b.max_batch_size, b.max_queue_size),
+            (8, DEFAULT_MAX_QUEUE_SIZE)
+        );
+        let e = ModelConfig::parse("batching: {max_batch_size: 8, allowed_batch_sizes: [2, 4]}")
+            .expect_err("must end with 8")
+            .to_string();
+        assert!(e.contains("allowed_batch_sizes"), "{e}");
+        let e = ModelConfig::parse("batching: {max_batch_size: 0}")
+            .expect_err("zero")
+            .to_string();
+        assert!(e.contains("max_batch_size"), "{e}");
     }
 
     #[test]
@@ -276,7 +390,10 @@ mod tests {
         assert_eq!(VersionPolicy::Latest(2).select(&[1, 5, 3]), vec![3, 5]);
         assert_eq!(VersionPolicy::Latest(9).select(&[2, 1]), vec![1, 2]);
         assert_eq!(VersionPolicy::All.select(&[2, 1]), vec![1, 2]);
-        assert_eq!(VersionPolicy::Specific(vec![4]).select(&[1, 2]), Vec::<u64>::new());
+        assert_eq!(
+            VersionPolicy::Specific(vec![4]).select(&[1, 2]),
+            Vec::<u64>::new()
+        );
         let all = ModelConfig::parse("version_policy: all").expect("valid");
         assert_eq!(all.version_policy, VersionPolicy::All);
     }

@@ -15,8 +15,8 @@ mod manager;
 mod servable;
 
 pub use config::{
-    CONFIG_FILE, DEFAULT_SIGNATURE, ModelConfig, PipelineConfig, SignatureConfig, SignatureInput,
-    Threads, VersionPolicy,
+    BatchingConfig, CONFIG_FILE, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_SIGNATURE, ModelConfig,
+    PipelineConfig, SignatureConfig, SignatureInput, Threads, VersionPolicy,
 };
 pub use manager::{Manager, ManagerOptions, ModelStatus, Source, VersionState, VersionStatus};
 pub use servable::{Servable, Signature, SignatureTensor};
@@ -47,6 +47,12 @@ pub enum Error {
     NoVersions(String),
     #[error("Could not find version {version} of model {model}")]
     NoSuchVersion { model: String, version: u64 },
+    /// The version's queue is full (HTTP 429 / RESOURCE_EXHAUSTED).
+    #[error("{0}")]
+    QueueFull(String),
+    /// The version is shutting down (HTTP 503 / UNAVAILABLE).
+    #[error("{0}")]
+    Unavailable(String),
     /// The request's tensors do not fit the model (HTTP 400 / INVALID_ARGUMENT).
     #[error("{0}")]
     InvalidInput(String),
@@ -64,6 +70,19 @@ impl From<mofang_backend::Error> for Error {
         match e {
             mofang_backend::Error::InvalidInput(m) => Error::InvalidInput(m),
             other => Error::Backend(other),
+        }
+    }
+}
+
+impl From<mofang_batch::Error> for Error {
+    fn from(e: mofang_batch::Error) -> Self {
+        match e {
+            mofang_batch::Error::QueueFull(_) => Error::QueueFull(e.to_string()),
+            mofang_batch::Error::InvalidInput(m) => Error::InvalidInput(m),
+            mofang_batch::Error::Inference(m) => {
+                Error::Backend(mofang_backend::Error::Inference(m))
+            }
+            mofang_batch::Error::Stopped => Error::Unavailable(e.to_string()),
         }
     }
 }

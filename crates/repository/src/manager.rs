@@ -6,10 +6,11 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use mofang_backend::{Backends, LoadOptions};
+use mofang_metrics::ServingMetrics;
 use parking_lot::RwLock;
 
 use crate::config::{CONFIG_FILE, ModelConfig, PipelineConfig};
-use crate::servable::Servable;
+use crate::servable::{Parts, Servable};
 use crate::{Error, Result, ServableRequest, VersionSelector};
 
 /// Where models come from.
@@ -27,6 +28,8 @@ pub struct ManagerOptions {
     /// How often to rescan; `None` loads once and never rescans.
     pub poll_interval: Option<Duration>,
     pub backends: Backends,
+    /// Where versions record their batch and state metrics.
+    pub metrics: ServingMetrics,
 }
 
 /// Lifecycle of one version, named as TF Serving's `ModelVersionStatus.State`.
@@ -62,6 +65,8 @@ pub struct Manager {
 struct Inner {
     options: ManagerOptions,
     models: RwLock<BTreeMap<String, ModelEntry>>,
+    /// (model, version) label sets currently in the state gauge.
+    published: parking_lot::Mutex<Vec<(String, String)>>,
 }
 
 #[derive(Debug)]
@@ -69,6 +74,8 @@ struct ModelEntry {
     config_text: Option<String>,
     config: std::result::Result<Arc<ModelConfig>, String>,
     versions: BTreeMap<u64, Slot>,
+    /// The versions the policy selects from those on disk.
+    wanted: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -119,7 +126,10 @@ impl Manager {
     /// background for as long as the manager lives.
     pub async fn start(options: ManagerOptions) -> Result<Manager> {
         match &options.source {
-            Source::Repository(root) | Source::Single { base_path: root, .. } => {
+            Source::Repository(root)
+            | Source::Single {
+                base_path: root, ..
+            } => {
                 if !root.is_dir() {
                     return Err(Error::Io(format!(
                         "model repository {} is not a directory",
@@ -132,6 +142,7 @@ impl Manager {
             inner: Arc::new(Inner {
                 options,
                 models: RwLock::new(BTreeMap::new()),
+                published: parking_lot::Mutex::new(Vec::new()),
             }),
         };
         manager.poll().await;
@@ -157,15 +168,19 @@ impl Manager {
             }
         };
         let jobs = self.apply_scan(scanned);
+        self.publish_states();
         for job in jobs {
             let backends = self.inner.options.backends.clone();
+            let metrics = self.inner.options.metrics.clone();
             let (model, version, stamp, config_text) = (
                 job.model.clone(),
                 job.version,
                 job.stamp.clone(),
                 job.config_text.clone(),
             );
-            let state = match tokio::task::spawn_blocking(move || load(&backends, job)).await {
+            let state = match tokio::task::spawn_blocking(move || load(&backends, &metrics, job))
+                .await
+            {
                 Ok(Ok(servable)) => {
                     tracing::info!(
                         model = %servable.name,
@@ -189,12 +204,48 @@ impl Manager {
             {
                 slot.stamp = stamp;
                 slot.config_text = config_text;
-                let keep_old = matches!((&slot.state, &state), (SlotState::Ready(_), SlotState::Failed(_)));
+                let keep_old = matches!(
+                    (&slot.state, &state),
+                    (SlotState::Ready(_), SlotState::Failed(_))
+                );
                 if keep_old {
                     tracing::warn!(model = %model, version, "keeping the previous load of this version");
                 } else {
                     slot.state = state;
                 }
+            }
+            if let Some(entry) = models.get_mut(&model) {
+                retire(&model, entry);
+            }
+            drop(models);
+            self.publish_states();
+        }
+    }
+
+    /// Rewrites `mofang_repository_model_state` from the table.
+    fn publish_states(&self) {
+        let gauge = &self.inner.options.metrics.model_state;
+        let models = self.inner.models.read();
+        let mut published = self.inner.published.lock();
+        for (model, version) in published.drain(..) {
+            for state in ["loading", "available", "end"] {
+                gauge.remove(&[&model, &version, state]);
+            }
+        }
+        for (name, entry) in models.iter() {
+            for status in versions_of(entry) {
+                let v = status.version.to_string();
+                let current = match status.state {
+                    VersionState::Loading => "loading",
+                    VersionState::Available => "available",
+                    VersionState::End => "end",
+                };
+                for state in ["loading", "available", "end"] {
+                    gauge
+                        .with(&[name, &v, state])
+                        .set(i64::from(state == current));
+                }
+                published.push((name.clone(), v));
             }
         }
     }
@@ -211,30 +262,48 @@ impl Manager {
         });
         let mut jobs = Vec::new();
         for disk in scanned {
-            let entry = models.entry(disk.name.clone()).or_insert_with(|| ModelEntry {
-                config_text: None,
-                config: Err(String::new()),
-                versions: BTreeMap::new(),
-            });
-            entry.config_text = disk.config_text.clone();
-            entry.config = disk.config.clone();
-            let policy = match &disk.config {
+            let entry = models
+                .entry(disk.name.clone())
+                .or_insert_with(|| ModelEntry {
+                    config_text: None,
+                    config: Err(String::new()),
+                    versions: BTreeMap::new(),
+                    wanted: Vec::new(),
+                });
+            match (&disk.config, &entry.config) {
+                (Err(e), Ok(_)) => tracing::error!(
+                    model = %disk.name,
+                    "invalid config; loaded versions keep serving with the previous one: {e}"
+                ),
+                _ => {
+                    entry.config_text = disk.config_text.clone();
+                    entry.config = disk.config.clone();
+                }
+            }
+            let policy = match &entry.config {
                 Ok(c) => c.version_policy.clone(),
                 Err(_) => Default::default(),
             };
             let on_disk: Vec<u64> = disk.versions.keys().copied().collect();
             let wanted = policy.select(&on_disk);
+            // Versions whose directory is gone unload at once; versions the policy no longer
+            // wants are retired once every wanted version is available (see `retire`).
             entry.versions.retain(|v, _| {
-                let keep = wanted.contains(v);
+                let keep = on_disk.contains(v);
                 if !keep {
-                    tracing::info!(model = %disk.name, version = v, "unloading version");
+                    tracing::info!(model = %disk.name, version = v, "version removed; unloading");
                 }
                 keep
             });
+            entry.wanted = wanted.clone();
             for version in wanted {
                 let Some((dir, stamp)) = disk.versions.get(&version) else {
                     continue;
                 };
+                let ready = matches!(
+                    entry.versions.get(&version).map(|s| &s.state),
+                    Some(SlotState::Ready(_))
+                );
                 let failed = |state: String| Slot {
                     stamp: FileStamp {
                         len: 0,
@@ -246,14 +315,18 @@ impl Manager {
                 let stamp = match stamp {
                     Ok(s) => s.clone(),
                     Err(e) => {
-                        entry.versions.insert(version, failed(e.clone()));
+                        if !ready {
+                            entry.versions.insert(version, failed(e.clone()));
+                        }
                         continue;
                     }
                 };
                 let config = match &disk.config {
                     Ok(c) => Arc::clone(c),
                     Err(e) => {
-                        entry.versions.insert(version, failed(e.clone()));
+                        if !ready {
+                            entry.versions.insert(version, failed(e.clone()));
+                        }
                         continue;
                     }
                 };
@@ -263,11 +336,7 @@ impl Manager {
                 if unchanged {
                     continue;
                 }
-                let is_new = !matches!(
-                    entry.versions.get(&version).map(|s| &s.state),
-                    Some(SlotState::Ready(_))
-                );
-                if is_new {
+                if !ready {
                     entry.versions.insert(
                         version,
                         Slot {
@@ -287,6 +356,7 @@ impl Manager {
                     config,
                 });
             }
+            retire(&disk.name, entry);
         }
         jobs
     }
@@ -366,6 +436,10 @@ impl Manager {
             .collect()
     }
 
+    pub fn metrics(&self) -> &ServingMetrics {
+        &self.inner.options.metrics
+    }
+
     /// The version label → version map of a model (empty when it has none or is unknown).
     pub fn labels(&self, name: &str) -> BTreeMap<String, u64> {
         self.inner
@@ -375,6 +449,28 @@ impl Manager {
             .and_then(|e| e.config.as_ref().ok().map(|c| c.version_labels.clone()))
             .unwrap_or_default()
     }
+}
+
+/// Unloads versions the policy no longer wants, but only once every wanted version is
+/// available, so that a model never goes without a serving version while a new one loads or
+/// after a new one failed (TF Serving's availability-preserving policy). Unwanted versions that
+/// are not serving go at once.
+fn retire(model: &str, entry: &mut ModelEntry) {
+    let all_wanted_ready = entry.wanted.iter().all(|v| {
+        matches!(
+            entry.versions.get(v).map(|s| &s.state),
+            Some(SlotState::Ready(_))
+        )
+    });
+    let wanted = &entry.wanted;
+    entry.versions.retain(|v, slot| {
+        let keep =
+            wanted.contains(v) || (matches!(slot.state, SlotState::Ready(_)) && !all_wanted_ready);
+        if !keep {
+            tracing::info!(model, version = v, "version no longer wanted; unloading");
+        }
+        keep
+    });
 }
 
 fn versions_of(entry: &ModelEntry) -> Vec<VersionStatus> {
@@ -478,7 +574,7 @@ fn scan_model(name: String, dir: &Path) -> ModelOnDisk {
     }
 }
 
-fn load(backends: &Backends, job: LoadJob) -> Result<Servable> {
+fn load(backends: &Backends, metrics: &ServingMetrics, job: LoadJob) -> Result<Servable> {
     let config = job.config;
     let kind = config
         .backend_kind()
@@ -504,12 +600,15 @@ fn load(backends: &Backends, job: LoadJob) -> Result<Servable> {
         None => None,
     };
     Servable::new(
-        job.model,
-        job.version,
-        kind,
-        job.dir,
-        config,
-        labels,
-        model,
+        Parts {
+            name: job.model,
+            version: job.version,
+            backend: kind,
+            dir: job.dir,
+            config,
+            labels,
+            model,
+        },
+        metrics,
     )
 }

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use mofang_backend::{BackendKind, DataType, Model, Tensor, TensorSpec};
+use mofang_batch::{BatchConfig, BatchMetrics, Batcher, Batching};
+use mofang_metrics::ServingMetrics;
 
-use crate::config::{DEFAULT_SIGNATURE, ModelConfig, SignatureInput};
+use crate::config::{DEFAULT_MAX_QUEUE_SIZE, DEFAULT_SIGNATURE, ModelConfig, SignatureInput};
 use crate::{Error, Result};
 
 /// A tensor of a signature: the name clients use, the graph tensor behind it (`None` for an
@@ -61,6 +63,17 @@ impl Signature {
     }
 }
 
+/// What a loaded version is made of, before its batcher starts.
+pub(crate) struct Parts {
+    pub name: String,
+    pub version: u64,
+    pub backend: BackendKind,
+    pub dir: PathBuf,
+    pub config: Arc<ModelConfig>,
+    pub labels: Option<Arc<Vec<String>>>,
+    pub model: Arc<dyn Model>,
+}
+
 /// A loaded, ready model version.
 pub struct Servable {
     pub name: String,
@@ -71,6 +84,7 @@ pub struct Servable {
     pub labels: Option<Arc<Vec<String>>>,
     pub signatures: Vec<Signature>,
     model: Arc<dyn Model>,
+    batcher: Batcher,
 }
 
 impl std::fmt::Debug for Servable {
@@ -84,16 +98,48 @@ impl std::fmt::Debug for Servable {
 }
 
 impl Servable {
-    pub(crate) fn new(
-        name: String,
-        version: u64,
-        backend: BackendKind,
-        dir: PathBuf,
-        config: Arc<ModelConfig>,
-        labels: Option<Arc<Vec<String>>>,
-        model: Arc<dyn Model>,
-    ) -> Result<Servable> {
+    pub(crate) fn new(parts: Parts, metrics: &ServingMetrics) -> Result<Servable> {
+        let Parts {
+            name,
+            version,
+            backend,
+            dir,
+            config,
+            labels,
+            model,
+        } = parts;
         let signatures = resolve_signatures(&config, model.as_ref())?;
+        let v = version.to_string();
+        let cells = [name.as_str(), v.as_str()];
+        let batch_metrics = BatchMetrics {
+            queue_duration: metrics.queue_duration.with(&cells),
+            compute_duration: metrics.compute_duration.with(&cells),
+            batch_size: metrics.batch_size.with(&cells),
+            queue_depth: metrics.queue_depth.with(&cells),
+        };
+        let batch_config = BatchConfig {
+            batching: config
+                .batching
+                .as_ref()
+                .filter(|b| b.max_batch_size > 1)
+                .map(|b| Batching {
+                    max_batch_size: b.max_batch_size,
+                    max_queue_delay: std::time::Duration::from_micros(b.max_queue_delay_micros),
+                    allowed_batch_sizes: b.allowed_batch_sizes.clone(),
+                }),
+            max_queue_size: config
+                .batching
+                .as_ref()
+                .map_or(DEFAULT_MAX_QUEUE_SIZE, |b| b.max_queue_size),
+            instances: config.instances,
+        };
+        let batcher = Batcher::start(
+            &format!("{name}-{version}"),
+            Arc::clone(&model),
+            batch_config,
+            Some(batch_metrics),
+        )
+        .map_err(|e| Error::Io(format!("cannot start inference threads: {e}")))?;
         Ok(Servable {
             name,
             version,
@@ -103,6 +149,7 @@ impl Servable {
             labels,
             signatures,
             model,
+            batcher,
         })
     }
 
@@ -119,15 +166,12 @@ impl Servable {
         self.signatures.iter().find(|s| s.name == name)
     }
 
-    /// Runs the model on graph-named inputs, off the async threads. Checks names, dtypes and
-    /// shapes first; the errors say which input and what was expected.
+    /// Runs the model on graph-named inputs through the version's batch queue, on its worker
+    /// threads. Checks names, dtypes and shapes first; the errors say which input and what was
+    /// expected. Cancel-safe: dropping the future withdraws a request that has not run yet.
     pub async fn infer(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
         let inputs = self.model.check_inputs(inputs)?;
-        let model = Arc::clone(&self.model);
-        tokio::task::spawn_blocking(move || model.run(inputs))
-            .await
-            .map_err(|e| Error::Io(format!("inference task failed: {e}")))?
-            .map_err(Error::from)
+        Ok(self.batcher.infer(inputs).await?)
     }
 }
 
@@ -141,11 +185,15 @@ fn resolve_signatures(config: &ModelConfig, model: &dyn Model) -> Result<Vec<Sig
         for (alias, input) in &sig.inputs {
             inputs.push(match input {
                 SignatureInput::Graph(graph) => {
-                    let spec = model.inputs().iter().find(|s| &s.name == graph).ok_or_else(|| {
-                        Error::Config(format!(
-                            "signatures.{name}.inputs.{alias}: the graph has no input `{graph}`"
-                        ))
-                    })?;
+                    let spec = model
+                        .inputs()
+                        .iter()
+                        .find(|s| &s.name == graph)
+                        .ok_or_else(|| {
+                            Error::Config(format!(
+                                "signatures.{name}.inputs.{alias}: the graph has no input `{graph}`"
+                            ))
+                        })?;
                     SignatureTensor {
                         alias: alias.clone(),
                         graph_name: Some(graph.clone()),
@@ -179,11 +227,15 @@ fn resolve_signatures(config: &ModelConfig, model: &dyn Model) -> Result<Vec<Sig
             outputs = Signature::identity(model).outputs;
         }
         for (alias, graph) in &sig.outputs {
-            let spec = model.outputs().iter().find(|s| &s.name == graph).ok_or_else(|| {
-                Error::Config(format!(
-                    "signatures.{name}.outputs.{alias}: the graph has no output `{graph}`"
-                ))
-            })?;
+            let spec = model
+                .outputs()
+                .iter()
+                .find(|s| &s.name == graph)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "signatures.{name}.outputs.{alias}: the graph has no output `{graph}`"
+                    ))
+                })?;
             outputs.push(SignatureTensor {
                 alias: alias.clone(),
                 graph_name: Some(graph.clone()),

@@ -36,6 +36,8 @@ impl From<RepoError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             RepoError::UnknownLabel(_) | RepoError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            RepoError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+            RepoError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             RepoError::Backend(mofang_backend::Error::Unavailable { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

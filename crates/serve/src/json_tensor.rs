@@ -18,7 +18,8 @@ pub fn tensor_from_nested(value: &Value, dtype: DataType, what: &str) -> Result<
             None => break,
         }
     }
-    let mut data = TensorData::with_capacity(dtype, shape.iter().product());
+    let mut data =
+        TensorData::with_capacity(dtype, mofang_backend::element_count(&shape).min(1 << 16));
     push_nested(value, &shape, 0, &mut data, what)?;
     Tensor::new(shape, data).map_err(|e| format!("{what}: {e}"))
 }
@@ -126,9 +127,13 @@ fn bytes(v: &Value, what: &str) -> Result<Vec<u8>, String> {
             Some(Value::String(encoded)) => B64
                 .decode(encoded)
                 .map_err(|e| format!("{what}: cannot base64-decode {{\"b64\": ...}} value: {e}")),
-            _ => Err(format!("{what}: expected a string or {{\"b64\": \"...\"}}, got {v}")),
+            _ => Err(format!(
+                "{what}: expected a string or {{\"b64\": \"...\"}}, got {v}"
+            )),
         },
-        _ => Err(format!("{what}: expected a string or {{\"b64\": \"...\"}}, got {v}")),
+        _ => Err(format!(
+            "{what}: expected a string or {{\"b64\": \"...\"}}, got {v}"
+        )),
     }
 }
 
@@ -232,9 +237,14 @@ mod tests {
 
     #[test]
     fn ragged_lists_and_wrong_types_are_named() {
-        let e = tensor_from_nested(&json!([[1, 2], [3]]), DataType::F32, "input `x`").expect_err("ragged");
-        assert!(e.contains("input `x`") && e.contains("expected size 2"), "{e}");
-        let e = tensor_from_nested(&json!([1.5]), DataType::I32, "input `x`").expect_err("float for int");
+        let e = tensor_from_nested(&json!([[1, 2], [3]]), DataType::F32, "input `x`")
+            .expect_err("ragged");
+        assert!(
+            e.contains("input `x`") && e.contains("expected size 2"),
+            "{e}"
+        );
+        let e = tensor_from_nested(&json!([1.5]), DataType::I32, "input `x`")
+            .expect_err("float for int");
         assert!(e.contains("1.5") && e.contains("int32"), "{e}");
         let e = tensor_from_nested(&json!([300]), DataType::U8, "in").expect_err("out of range");
         assert!(e.contains("uint8"), "{e}");
@@ -242,8 +252,12 @@ mod tests {
 
     #[test]
     fn b64_objects_decode_and_encode() {
-        let t = tensor_from_nested(&json!([{"b64": "aGVsbG8="}, "x"]), DataType::Bytes, "s").expect("ok");
-        assert_eq!(t.data(), &TensorData::Bytes(vec![b"hello".to_vec(), b"x".to_vec()]));
+        let t = tensor_from_nested(&json!([{"b64": "aGVsbG8="}, "x"]), DataType::Bytes, "s")
+            .expect("ok");
+        assert_eq!(
+            t.data(),
+            &TensorData::Bytes(vec![b"hello".to_vec(), b"x".to_vec()])
+        );
         let mut s = String::new();
         write_flat(&mut s, t.data(), true);
         assert_eq!(s, r#"[{"b64":"aGVsbG8="},{"b64":"eA=="}]"#);
@@ -252,7 +266,11 @@ mod tests {
     #[test]
     fn floats_print_shortest_and_non_finite_as_tokens() {
         let mut s = String::new();
-        write_flat(&mut s, &TensorData::F32(vec![0.1, 3.0, f32::NAN, f32::NEG_INFINITY]), false);
+        write_flat(
+            &mut s,
+            &TensorData::F32(vec![0.1, 3.0, f32::NAN, f32::NEG_INFINITY]),
+            false,
+        );
         assert_eq!(s, "[0.1,3.0,NaN,-Infinity]");
     }
 }

@@ -51,7 +51,11 @@ fn selector(version: Option<&str>) -> ApiResult<VersionSelector> {
     }
 }
 
-fn get_servable(state: &AppState, name: &str, version: Option<&str>) -> ApiResult<std::sync::Arc<Servable>> {
+fn get_servable(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> ApiResult<std::sync::Arc<Servable>> {
     let sel = selector(version)?;
     state.manager.get(name, &sel).map_err(|e| {
         let mut err = ApiError::from(e);
@@ -155,8 +159,7 @@ pub async fn infer(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let servable = get_servable(&state, &name, None)?;
-    run_infer(&servable, &headers, body).await
+    observed(&state, &name, None, &headers, body).await
 }
 
 pub async fn infer_version(
@@ -165,8 +168,30 @@ pub async fn infer_version(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let servable = get_servable(&state, &name, Some(&version))?;
-    run_infer(&servable, &headers, body).await
+    observed(&state, &name, Some(&version), &headers, body).await
+}
+
+async fn observed(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let started = std::time::Instant::now();
+    let mut resolved = None;
+    let result = async {
+        let servable = get_servable(state, name, version)?;
+        resolved = Some(servable.version);
+        run_infer(&servable, headers, body).await
+    }
+    .await;
+    let status = match &result {
+        Ok(r) => r.status(),
+        Err(e) => e.status,
+    };
+    crate::observe(state, "v2_rest", name, resolved, status, started);
+    result
 }
 
 fn header_length(headers: &HeaderMap, body_len: usize) -> ApiResult<Option<usize>> {
@@ -237,7 +262,8 @@ fn decode_input(input: &RequestInput, binary: &mut &[u8]) -> ApiResult<(String, 
                 .map_err(|e| ApiError::bad_request(format!("input '{name}': {e}")))?
         }
         (None, Some(data)) => {
-            let mut out = TensorData::with_capacity(dtype, count);
+            // The declared shape is not trusted for the allocation; Tensor::new checks the count.
+            let mut out = TensorData::with_capacity(dtype, count.min(1 << 16));
             push_flat(data, &mut out, &format!("input '{name}'")).map_err(ApiError::bad_request)?;
             out
         }
@@ -253,7 +279,9 @@ fn decode_input(input: &RequestInput, binary: &mut &[u8]) -> ApiResult<(String, 
         }
     };
     let tensor = Tensor::new(shape, data).map_err(|e| {
-        ApiError::bad_request(format!("input '{name}': shape does not match the data: {e}"))
+        ApiError::bad_request(format!(
+            "input '{name}': shape does not match the data: {e}"
+        ))
     })?;
     Ok((name.clone(), tensor))
 }
@@ -261,9 +289,8 @@ fn decode_input(input: &RequestInput, binary: &mut &[u8]) -> ApiResult<(String, 
 async fn run_infer(servable: &Servable, headers: &HeaderMap, body: Bytes) -> ApiResult<Response> {
     let json_len = header_length(headers, body.len())?.unwrap_or(body.len());
     let (json_part, mut binary) = body.split_at(json_len);
-    let request: InferRequest = serde_json::from_slice(json_part).map_err(|e| {
-        ApiError::bad_request(format!("failed to parse the request JSON: {e}"))
-    })?;
+    let request: InferRequest = serde_json::from_slice(json_part)
+        .map_err(|e| ApiError::bad_request(format!("failed to parse the request JSON: {e}")))?;
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for input in &request.inputs {
         inputs.push(decode_input(input, &mut binary)?);
@@ -298,7 +325,7 @@ async fn run_infer(servable: &Servable, headers: &HeaderMap, body: Bytes) -> Api
     };
     let outputs = servable.infer(inputs).await?;
     let mut json = String::with_capacity(256);
-    json.push_str("{");
+    json.push('{');
     if let Some(id) = &request.id {
         json.push_str("\"id\":");
         write_str(&mut json, id);

@@ -15,7 +15,7 @@ mod tfserving;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -78,7 +78,10 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout;
     Router::new()
         .route("/v1/models", get(tfserving::get_root))
-        .route("/v1/models/{*rest}", get(tfserving::get).post(tfserving::post))
+        .route(
+            "/v1/models/{*rest}",
+            get(tfserving::get).post(tfserving::post),
+        )
         .route("/v2", get(kserve::server_metadata))
         .route("/v2/health/live", get(kserve::live))
         .route("/v2/health/ready", get(kserve::ready))
@@ -98,6 +101,8 @@ pub fn router(state: AppState) -> Router {
             post(kserve::infer_version),
         )
         .route("/predict", post(predict::predict))
+        .route("/metrics", get(metrics))
+        .route("/monitoring/prometheus/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             json_errors(req, next, limit, timeout)
@@ -106,8 +111,48 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Prometheus text exposition of every metric.
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let body = state.manager.metrics().registry.render();
+    ([(header::CONTENT_TYPE, mofang_metrics::CONTENT_TYPE)], body).into_response()
+}
+
+/// Counts one inference request and its latency. Unknown model names share one label value so
+/// that clients cannot grow the metric set without bound.
+pub(crate) fn observe(
+    state: &AppState,
+    protocol: &str,
+    model: &str,
+    version: Option<u64>,
+    status: StatusCode,
+    started: Instant,
+) {
+    let known = state
+        .manager
+        .get(model, &mofang_repository::VersionSelector::Latest)
+        .is_ok();
+    let model = if known { model } else { "_unknown" };
+    let version = version.map(|v| v.to_string()).unwrap_or_default();
+    let outcome = match status.as_u16() {
+        200..=299 => "ok",
+        404 => "not_found",
+        429 => "queue_full",
+        400..=499 => "invalid",
+        _ => "error",
+    };
+    let m = state.manager.metrics();
+    m.requests.with(&[model, &version, protocol, outcome]).inc();
+    m.request_duration
+        .with(&[model, protocol])
+        .observe(started.elapsed().as_secs_f64());
+}
+
 async fn not_found(req: Request) -> ApiError {
-    ApiError::not_found(format!("no such endpoint: {} {}", req.method(), req.uri().path()))
+    ApiError::not_found(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.uri().path()
+    ))
 }
 
 /// Applies the request timeout and turns axum's plain-text rejections (413 body too large,
@@ -139,7 +184,10 @@ async fn json_errors(req: Request, next: Next, limit: usize, timeout: Duration) 
         }
         StatusCode::METHOD_NOT_ALLOWED => format!("method {method} is not allowed on {path}"),
         StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST | StatusCode::SERVICE_UNAVAILABLE
-            if response.headers().get(header::CONTENT_LENGTH).is_some_and(|l| l == "0") =>
+            if response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|l| l == "0") =>
         {
             return response;
         }

@@ -25,6 +25,10 @@ fn failure(status: StatusCode, message: impl Into<String>) -> Response {
     )
 }
 
+fn boxed(status: StatusCode, message: impl Into<String>) -> Box<Response> {
+    Box::new(failure(status, message))
+}
+
 fn image_config(servable: &Servable) -> Option<&ImageClassificationConfig> {
     match servable.config.pipeline.as_ref()? {
         PipelineConfig::ImageClassification(c) => Some(c),
@@ -33,11 +37,17 @@ fn image_config(servable: &Servable) -> Option<&ImageClassificationConfig> {
 
 /// Picks the model: `?model=` (with optional `&version=`), else the only model with an image
 /// classification pipeline.
-fn choose(state: &AppState, query: &HashMap<String, String>) -> Result<Arc<Servable>, Response> {
+fn choose(
+    state: &AppState,
+    query: &HashMap<String, String>,
+) -> Result<Arc<Servable>, Box<Response>> {
     let selector = match query.get("version") {
         None => VersionSelector::Latest,
         Some(v) => VersionSelector::Specific(v.parse().map_err(|_| {
-            failure(StatusCode::BAD_REQUEST, format!("version `{v}` is not a number"))
+            boxed(
+                StatusCode::BAD_REQUEST,
+                format!("version `{v}` is not a number"),
+            )
         })?),
     };
     let name = match query.get("model") {
@@ -58,15 +68,17 @@ fn choose(state: &AppState, query: &HashMap<String, String>) -> Result<Arc<Serva
             match candidates.as_slice() {
                 [one] => one.clone(),
                 [] => {
-                    return Err(failure(
+                    return Err(boxed(
                         StatusCode::NOT_FOUND,
                         "no model with an image_classification pipeline is loaded",
                     ));
                 }
                 many => {
-                    return Err(failure(
+                    return Err(boxed(
                         StatusCode::BAD_REQUEST,
-                        format!("several image models are loaded; choose one with ?model= (one of {many:?})"),
+                        format!(
+                            "several image models are loaded; choose one with ?model= (one of {many:?})"
+                        ),
                     ));
                 }
             }
@@ -75,9 +87,9 @@ fn choose(state: &AppState, query: &HashMap<String, String>) -> Result<Arc<Serva
     let servable = state
         .manager
         .get(&name, &selector)
-        .map_err(|e| failure(StatusCode::NOT_FOUND, e.to_string()))?;
+        .map_err(|e| boxed(StatusCode::NOT_FOUND, e.to_string()))?;
     if image_config(&servable).is_none() {
-        return Err(failure(
+        return Err(boxed(
             StatusCode::BAD_REQUEST,
             format!("model `{name}` has no image_classification pipeline in its config"),
         ));
@@ -90,10 +102,32 @@ pub async fn predict(
     Query(query): Query<HashMap<String, String>>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
-    let servable = match choose(&state, &query) {
+    let started = std::time::Instant::now();
+    let mut chosen = None;
+    let response = handle(&state, &query, multipart, &mut chosen).await;
+    let (name, version) = chosen.unwrap_or_default();
+    crate::observe(
+        &state,
+        "predict",
+        &name,
+        version,
+        response.status(),
+        started,
+    );
+    response
+}
+
+async fn handle(
+    state: &AppState,
+    query: &HashMap<String, String>,
+    multipart: Result<Multipart, MultipartRejection>,
+    chosen: &mut Option<(String, Option<u64>)>,
+) -> Response {
+    let servable = match choose(state, query) {
         Ok(s) => s,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
+    *chosen = Some((servable.name.clone(), Some(servable.version)));
     let mut multipart = match multipart {
         Ok(m) => m,
         Err(e) => {
@@ -111,7 +145,9 @@ pub async fn predict(
                     image = Some(b);
                     break;
                 }
-                Err(e) => return failure(e.status(), format!("cannot read the `image` field: {e}")),
+                Err(e) => {
+                    return failure(e.status(), format!("cannot read the `image` field: {e}"));
+                }
             },
             Ok(Some(_)) => continue,
             Ok(None) => break,
@@ -133,11 +169,19 @@ pub async fn predict(
         Some(_) => return failure(StatusCode::BAD_REQUEST, "top_k must be a positive integer"),
     };
     let pre_cfg = cfg.clone();
-    let tensor = match tokio::task::spawn_blocking(move || mofang_pipeline::preprocess(&image, &pre_cfg)).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => return failure(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e) => return failure(StatusCode::INTERNAL_SERVER_ERROR, format!("preprocessing failed: {e}")),
-    };
+    let tensor =
+        match tokio::task::spawn_blocking(move || mofang_pipeline::preprocess(&image, &pre_cfg))
+            .await
+        {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return failure(StatusCode::BAD_REQUEST, e.to_string()),
+            Err(e) => {
+                return failure(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("preprocessing failed: {e}"),
+                );
+            }
+        };
     let input_name = cfg
         .input
         .clone()
@@ -172,7 +216,10 @@ pub async fn predict(
         other => {
             return failure(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("output `{output_name}` is {}, expected floating-point scores", other.dtype()),
+                format!(
+                    "output `{output_name}` is {}, expected floating-point scores",
+                    other.dtype()
+                ),
             );
         }
     };

@@ -37,10 +37,15 @@ fn parse_path(method: &Method, rest: &str) -> ApiResult<ModelPath> {
         _ => return Err(malformed(method, rest)),
     };
     let mut parts = path.split('/');
-    let name = parts.next().filter(|n| !n.is_empty()).ok_or_else(|| malformed(method, rest))?;
+    let name = parts
+        .next()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| malformed(method, rest))?;
     let selector = match (parts.next(), parts.next(), parts.next()) {
         (None, _, _) => VersionSelector::Latest,
-        (Some("versions"), Some(v), None) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+        (Some("versions"), Some(v), None)
+            if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) =>
+        {
             VersionSelector::Specific(v.parse().map_err(|_| {
                 ApiError::bad_request(format!("Failed to convert version: {v} to numeric."))
             })?)
@@ -80,7 +85,23 @@ pub async fn post(
     body: Bytes,
 ) -> ApiResult<Response> {
     let path = parse_path(&Method::POST, &rest)?;
-    let servable = state.manager.get(&path.name, &path.selector)?;
+    let started = std::time::Instant::now();
+    let mut version = None;
+    let result = async {
+        let servable = state.manager.get(&path.name, &path.selector)?;
+        version = Some(servable.version);
+        post_to(&servable, &path, &body).await
+    }
+    .await;
+    let status = match &result {
+        Ok(r) => r.status(),
+        Err(e) => e.status,
+    };
+    crate::observe(&state, "tfs_rest", &path.name, version, status, started);
+    result
+}
+
+async fn post_to(servable: &Arc<Servable>, path: &ModelPath, body: &[u8]) -> ApiResult<Response> {
     if path.action != "predict" {
         return Err(ApiError {
             status: StatusCode::NOT_IMPLEMENTED,
@@ -90,16 +111,18 @@ pub async fn post(
             ),
         });
     }
-    predict(&servable, &body).await
+    predict(servable, body).await
 }
 
 fn status(state: &AppState, path: &ModelPath) -> ApiResult<Response> {
     let version = match &path.selector {
         VersionSelector::Latest => None,
         VersionSelector::Specific(v) => Some(*v),
-        VersionSelector::Label(l) => Some(*state.manager.labels(&path.name).get(l).ok_or_else(|| {
-            ApiError::bad_request(format!("Unrecognized servable version label: {l}"))
-        })?),
+        VersionSelector::Label(l) => {
+            Some(*state.manager.labels(&path.name).get(l).ok_or_else(|| {
+                ApiError::bad_request(format!("Unrecognized servable version label: {l}"))
+            })?)
+        }
     };
     let versions = state.manager.status(&path.name, version)?;
     let list: Vec<Value> = versions
@@ -195,7 +218,11 @@ async fn predict(servable: &Arc<Servable>, body: &[u8]) -> ApiResult<Response> {
         None => DEFAULT_SIGNATURE.to_string(),
         Some(Value::String(s)) if s.is_empty() => DEFAULT_SIGNATURE.to_string(),
         Some(Value::String(s)) => s,
-        Some(_) => return Err(ApiError::bad_request("'signature_name' key must be a string value.")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "'signature_name' key must be a string value.",
+            ));
+        }
     };
     let signature = servable.signature(&sig_name).ok_or_else(|| {
         ApiError::bad_request(format!(
@@ -253,7 +280,9 @@ fn input_dtype(signature: &Signature, alias: &str) -> ApiResult<DataType> {
 /// Row format: one entry per batch item, stacked along a new first dimension.
 fn decode_instances(signature: &Signature, instances: Value) -> ApiResult<Vec<(String, Tensor)>> {
     let Value::Array(rows) = instances else {
-        return Err(ApiError::bad_request("Expecting 'instances' to be an list/array"));
+        return Err(ApiError::bad_request(
+            "Expecting 'instances' to be an list/array",
+        ));
     };
     if rows.is_empty() {
         return Err(ApiError::bad_request("No values in 'instances' array"));
@@ -265,7 +294,11 @@ fn decode_instances(signature: &Signature, instances: Value) -> ApiResult<Vec<(S
         if signature.inputs.len() != 1 {
             return Err(ApiError::bad_request(format!(
                 "instances is a plain list, but expecting list of objects as multiple input tensors required as per tensorinfo_map: {:?}",
-                signature.inputs.iter().map(|t| t.alias.as_str()).collect::<Vec<_>>()
+                signature
+                    .inputs
+                    .iter()
+                    .map(|t| t.alias.as_str())
+                    .collect::<Vec<_>>()
             )));
         }
         vec![signature.inputs[0].alias.clone()]
@@ -300,7 +333,11 @@ fn decode_instances(signature: &Signature, instances: Value) -> ApiResult<Vec<(S
             parts.push(t);
         }
         let first_shape = parts[0].shape().to_vec();
-        if let Some((i, p)) = parts.iter().enumerate().find(|(_, p)| p.shape() != first_shape) {
+        if let Some((i, p)) = parts
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.shape() != first_shape)
+        {
             return Err(ApiError::bad_request(format!(
                 "Failed to process element: {i} of 'instances' list: input `{name}` expecting shape {first_shape:?} but got: {:?}",
                 p.shape()
@@ -383,7 +420,13 @@ fn write_row(outputs: &[(&str, &Tensor)]) -> ApiResult<String> {
         if outputs.len() == 1 {
             let t = outputs[0].1;
             let row = &t.shape()[1..];
-            write_nested(&mut s, t.data(), row, i * row.iter().product::<usize>(), is_bytes_name(outputs[0].0));
+            write_nested(
+                &mut s,
+                t.data(),
+                row,
+                i * row.iter().product::<usize>(),
+                is_bytes_name(outputs[0].0),
+            );
         } else {
             s.push('{');
             for (k, (name, t)) in outputs.iter().enumerate() {
@@ -393,7 +436,13 @@ fn write_row(outputs: &[(&str, &Tensor)]) -> ApiResult<String> {
                 crate::json_tensor::write_str(&mut s, name);
                 s.push(':');
                 let row = &t.shape()[1..];
-                write_nested(&mut s, t.data(), row, i * row.iter().product::<usize>(), is_bytes_name(name));
+                write_nested(
+                    &mut s,
+                    t.data(),
+                    row,
+                    i * row.iter().product::<usize>(),
+                    is_bytes_name(name),
+                );
             }
             s.push('}');
         }
@@ -438,9 +487,19 @@ mod tests {
         assert_eq!((p.name.as_str(), p.action.as_str()), ("m", "metadata"));
         let p = parse_path(&Method::GET, "m/versions/2").expect("valid");
         assert_eq!(p.selector, VersionSelector::Specific(2));
-        for bad in ["m:explode", "m/version/1:predict", "m/versions/x:predict", ":predict", "m"] {
+        for bad in [
+            "m:explode",
+            "m/version/1:predict",
+            "m/versions/x:predict",
+            ":predict",
+            "m",
+        ] {
             let e = parse_path(&Method::POST, bad).expect_err(bad);
-            assert!(e.message.starts_with("Malformed request: POST"), "{}", e.message);
+            assert!(
+                e.message.starts_with("Malformed request: POST"),
+                "{}",
+                e.message
+            );
         }
         assert!(parse_path(&Method::GET, "m:predict").is_err());
     }
