@@ -175,6 +175,10 @@ impl Batcher {
         {
             let mut q = self.shared.queue.lock();
             if q.len() >= self.shared.config.max_queue_size {
+                // Requests whose callers went away do not hold places in the queue.
+                q.drop_cancelled();
+            }
+            if q.len() >= self.shared.config.max_queue_size {
                 return Err(Error::QueueFull(q.len()));
             }
             q.push(pending);
@@ -234,29 +238,34 @@ fn run_batch(shared: &Shared, batch: Vec<Pending>) {
     let total: usize = rows.iter().sum();
     let (inputs, replies): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|p| (p.inputs, p.reply)).unzip();
+    // An empty batch has no row to pad with; it runs as it is.
     let padded = shared
         .config
         .batching
         .as_ref()
+        .filter(|_| total > 0)
         .and_then(|b| b.allowed_batch_sizes.iter().copied().find(|s| *s >= total))
         .unwrap_or(total);
+    let model = shared.model.as_ref();
+    // A panic inside a backend must not take the worker (and so the version) down with it.
+    let run = |inputs: Vec<(String, Tensor)>| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.run(inputs)))
+            .map_err(|_| "the backend panicked while running the model".to_string())?
+            .map_err(|e| e.to_string())
+    };
     let result = if replies.len() == 1 && padded == total {
         let Some(only) = inputs.into_iter().next() else {
             return;
         };
-        shared
-            .model
-            .run(only)
-            .map(|outputs| vec![outputs])
-            .map_err(|e| e.to_string())
+        run(only).map(|outputs| vec![outputs])
     } else {
         join(inputs, padded)
-            .and_then(|joined| shared.model.run(joined).map_err(|e| e.to_string()))
-            .and_then(|outputs| split(outputs, &rows, padded))
+            .and_then(run)
+            .and_then(|outputs| split(model, outputs, &rows, padded))
     };
     if let Some(m) = &shared.metrics {
         m.compute_duration.observe(started.elapsed().as_secs_f64());
-        m.batch_size.observe(total as f64);
+        m.batch_size.observe(padded as f64);
     }
     match result {
         Ok(per_request) => {
@@ -288,7 +297,12 @@ fn join(
         let total: usize = parts.iter().map(|t| t.shape()[0]).sum();
         let last_row;
         if padded > total {
-            let last = parts[parts.len() - 1];
+            // Pad with the last row of the last request that has rows.
+            let last = *parts
+                .iter()
+                .rev()
+                .find(|t| t.shape()[0] > 0)
+                .ok_or("no row to pad the batch with")?;
             let rows = last
                 .split(&[last.shape()[0] - 1, 1])
                 .map_err(|e| e.to_string())?;
@@ -302,9 +316,11 @@ fn join(
     Ok(joined)
 }
 
-/// Splits each output along dimension 0 into the requests' row counts (dropping padding);
-/// outputs without that leading dimension (e.g. a shared transition matrix) go to every request.
+/// Splits each output along dimension 0 into the requests' row counts (dropping padding).
+/// Only outputs the model declares with a dynamic first dimension are split; the others (e.g. a
+/// shared transition matrix) go whole to every request.
 fn split(
+    model: &dyn Model,
     outputs: Vec<(String, Tensor)>,
     rows: &[usize],
     padded: usize,
@@ -315,7 +331,12 @@ fn split(
         .map(|_| Vec::with_capacity(outputs.len()))
         .collect();
     for (name, tensor) in outputs {
-        if tensor.shape().first() == Some(&padded) {
+        let batched = model
+            .outputs()
+            .iter()
+            .find(|s| s.name == name)
+            .is_none_or(|s| s.shape.first().is_some_and(Option::is_none));
+        if batched && tensor.shape().first() == Some(&padded) {
             let mut sizes = rows.to_vec();
             if padded > total {
                 sizes.push(padded - total);

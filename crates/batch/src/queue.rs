@@ -38,6 +38,11 @@ impl Queue {
         self.items.is_empty()
     }
 
+    /// Removes requests whose caller went away.
+    pub fn drop_cancelled(&mut self) {
+        self.items.retain(|p| !p.cancelled());
+    }
+
     pub fn push(&mut self, p: Pending) {
         self.items.push_back(p);
     }
@@ -47,7 +52,7 @@ impl Queue {
     /// full, when the oldest request has waited `max_queue_delay`, or when no other request could
     /// ever join it (unbatchable).
     pub fn take(&mut self, now: Instant) -> Take {
-        self.items.retain(|p| !p.cancelled());
+        self.drop_cancelled();
         let Some(front) = self.items.front() else {
             return Take::Empty;
         };

@@ -585,6 +585,16 @@ fn load(backends: &Backends, metrics: &ServingMetrics, job: LoadJob) -> Result<S
         inter_op_threads: config.threads.inter_op,
         instances: config.instances,
     };
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let wanted = options.instances * options.intra_op_threads.max(options.inter_op_threads);
+    if wanted > cores {
+        tracing::warn!(
+            model = %job.model,
+            version = job.version,
+            "instances × threads = {wanted} exceeds the {cores} cores: executions will contend; \
+             lower `instances` or `threads.intra_op` in config.yaml"
+        );
+    }
     let path = job.dir.join(&config.model_file);
     let model = backend.load(&path, &options)?;
     let labels = match &config.pipeline {

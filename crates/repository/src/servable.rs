@@ -118,15 +118,11 @@ impl Servable {
             queue_depth: metrics.queue_depth.with(&cells),
         };
         let batch_config = BatchConfig {
-            batching: config
-                .batching
-                .as_ref()
-                .filter(|b| b.max_batch_size > 1)
-                .map(|b| Batching {
-                    max_batch_size: b.max_batch_size,
-                    max_queue_delay: std::time::Duration::from_micros(b.max_queue_delay_micros),
-                    allowed_batch_sizes: b.allowed_batch_sizes.clone(),
-                }),
+            batching: config.batching.as_ref().map(|b| Batching {
+                max_batch_size: b.max_batch_size,
+                max_queue_delay: std::time::Duration::from_micros(b.max_queue_delay_micros),
+                allowed_batch_sizes: b.allowed_batch_sizes.clone(),
+            }),
             max_queue_size: config
                 .batching
                 .as_ref()

@@ -7,6 +7,7 @@
 //! find them fails and says so.
 
 mod integration {
+    mod batching;
     mod common;
     mod kserve;
     mod predict;
