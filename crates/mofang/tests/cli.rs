@@ -214,7 +214,7 @@ fn required_file(path: &Path) -> &Path {
 }
 
 fn dog_jpg() -> Vec<u8> {
-    std::fs::read(DOG_JPG).expect("read /work/shared/data/dog.jpg")
+    std::fs::read(DOG_JPG).expect("read ../shared/data/dog.jpg beside the repository")
 }
 
 fn copy_dir(from: &Path, to: &Path) {
