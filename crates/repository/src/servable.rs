@@ -21,6 +21,16 @@ pub struct SignatureTensor {
 }
 
 impl SignatureTensor {
+    /// The signature tensor `alias` standing for the graph tensor `spec`.
+    fn mapped(alias: &str, spec: &TensorSpec) -> SignatureTensor {
+        SignatureTensor {
+            alias: alias.to_string(),
+            graph_name: Some(spec.name.clone()),
+            dtype: spec.dtype,
+            shape: spec.shape.clone(),
+        }
+    }
+
     pub fn signed_shape(&self) -> Vec<i64> {
         self.shape
             .iter()
@@ -40,12 +50,7 @@ pub struct Signature {
 
 impl Signature {
     fn identity(model: &dyn Model) -> Signature {
-        let map = |s: &TensorSpec| SignatureTensor {
-            alias: s.name.clone(),
-            graph_name: Some(s.name.clone()),
-            dtype: s.dtype,
-            shape: s.shape.clone(),
-        };
+        let map = |s: &TensorSpec| SignatureTensor::mapped(&s.name, s);
         Signature {
             name: DEFAULT_SIGNATURE.into(),
             method_name: "tensorflow/serving/predict".into(),
@@ -190,12 +195,7 @@ fn resolve_signatures(config: &ModelConfig, model: &dyn Model) -> Result<Vec<Sig
                                 "signatures.{name}.inputs.{alias}: the graph has no input `{graph}`"
                             ))
                         })?;
-                    SignatureTensor {
-                        alias: alias.clone(),
-                        graph_name: Some(graph.clone()),
-                        dtype: spec.dtype,
-                        shape: spec.shape.clone(),
-                    }
+                    SignatureTensor::mapped(alias, spec)
                 }
                 SignatureInput::Ignored { dtype, shape, .. } => SignatureTensor {
                     alias: alias.clone(),
@@ -232,12 +232,7 @@ fn resolve_signatures(config: &ModelConfig, model: &dyn Model) -> Result<Vec<Sig
                         "signatures.{name}.outputs.{alias}: the graph has no output `{graph}`"
                     ))
                 })?;
-            outputs.push(SignatureTensor {
-                alias: alias.clone(),
-                graph_name: Some(graph.clone()),
-                dtype: spec.dtype,
-                shape: spec.shape.clone(),
-            });
+            outputs.push(SignatureTensor::mapped(alias, spec));
         }
         out.push(Signature {
             name: name.clone(),
