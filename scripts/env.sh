@@ -4,6 +4,8 @@
 #
 #   MOFANG_REPO         the repository root
 #   MOFANG_PYTHON       the venv's python ($MOFANG_REPO/.venv/bin/python)
+#   MOFANG_COMPAT_PYTHON the python of .venv-compat (tensorflow-serving-api, tritonclient),
+#                       created by `scripts/setup.sh --with-compat`
 #   MOFANG_TEST_MODELS  where scripts/make_test_models.py writes ($MOFANG_REPO/target/test-models)
 #   ORT_DYLIB_PATH      the venv onnxruntime wheel's libonnxruntime.so.*, for the Rust `ort`
 #                       crate's load-dynamic mode; an ORT_DYLIB_PATH already set is kept.
@@ -20,8 +22,9 @@ else
 fi
 MOFANG_REPO="$(cd "$(dirname "$_mofang_env_file")/.." && pwd -P)"
 MOFANG_PYTHON="$MOFANG_REPO/.venv/bin/python"
+MOFANG_COMPAT_PYTHON="$MOFANG_REPO/.venv-compat/bin/python"
 MOFANG_TEST_MODELS="$MOFANG_REPO/target/test-models"
-export MOFANG_REPO MOFANG_PYTHON MOFANG_TEST_MODELS
+export MOFANG_REPO MOFANG_PYTHON MOFANG_COMPAT_PYTHON MOFANG_TEST_MODELS
 
 if [ -z "${ORT_DYLIB_PATH:-}" ]; then
     # The wheel names the library after its version (libonnxruntime.so.1.31.1), so look it up

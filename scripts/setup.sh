@@ -4,6 +4,9 @@
 #   2. scripts/requirements.txt          installed, if changed since the last install
 #   3. the example EfficientNet-Lite0    examples/model-repository/efficientnet_lite0/{1/model.onnx,labels.txt}
 #   4. the test models                   target/test-models/*.onnx
+#   5. with --with-compat only: <repo>/.venv-compat with scripts/requirements-compat.txt
+#      (tensorflow-cpu, tensorflow-serving-api, tritonclient: the clients the compatibility
+#      tests drive; about 1.6 GB, so `scripts/run.sh` does not ask for it)
 # Steps 3 and 4 run only when an output is missing or the generator script changed; each
 # keeps the sha256 of its generator in a stamp file next to its outputs. Prints one line per
 # step it performs and nothing when everything is current; a failing step's output is shown.
@@ -13,6 +16,17 @@
 #
 # Environment: MOFANG_BOOTSTRAP_PYTHON  the interpreter that creates the venv (default python3)
 set -euo pipefail
+
+with_compat=0
+for arg in "$@"; do
+    case "$arg" in
+    --with-compat) with_compat=1 ;;
+    *)
+        echo "setup: unknown argument: $arg (known: --with-compat)" >&2
+        exit 2
+        ;;
+    esac
+done
 
 scripts="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 repo="$(dirname "$scripts")"
@@ -93,6 +107,24 @@ if [ "$missing" = 1 ] || ! stamp_current "$test_stamp" "$test_script"; then
     rm -f "$test_stamp"
     quietly "$python" "$test_script" --out-dir "$test_models_dir"
     sha256 "$test_script" >"$test_stamp"
+fi
+
+# 5. compatibility-test clients
+if [ "$with_compat" = 1 ]; then
+    compat_venv="$repo/.venv-compat"
+    compat_requirements="$scripts/requirements-compat.txt"
+    compat_stamp="$compat_venv/.mofang-requirements.sha256"
+    if [ ! -x "$compat_venv/bin/python" ]; then
+        echo "setup: creating $compat_venv"
+        quietly "${MOFANG_BOOTSTRAP_PYTHON:-python3}" -m venv "$compat_venv"
+        rm -f "$compat_stamp"
+    fi
+    if ! stamp_current "$compat_stamp" "$compat_requirements"; then
+        echo "setup: installing scripts/requirements-compat.txt into .venv-compat (about a minute)"
+        quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+            "$compat_venv/bin/python" -m pip install --quiet --no-deps --requirement "$compat_requirements"
+        sha256 "$compat_requirements" >"$compat_stamp"
+    fi
 fi
 
 # scripts/env.sh must find what it exports

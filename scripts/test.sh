@@ -4,7 +4,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$repo"
-scripts/setup.sh
+scripts/setup.sh --with-compat
 . scripts/env.sh
 if ! cargo nextest --version >/dev/null 2>&1; then
     echo "test: installing cargo-nextest"
