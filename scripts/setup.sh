@@ -2,6 +2,7 @@
 # Set up the Python tooling mofang's tests and examples use, idempotently:
 #   1. <repo>/.venv                      (python3 -m venv), if missing
 #   2. scripts/requirements.txt          installed, if changed since the last install
+#      scripts/requirements-notebooks.txt the same (ipykernel, papermill, nbformat: `mofang run`)
 #   3. the example EfficientNet-Lite0    examples/model-repository/efficientnet_lite0/{1/model.onnx,labels.txt}
 #   4. the test models                   target/test-models/*.onnx
 #   5. with --with-compat only: <repo>/.venv-compat with scripts/requirements-compat.txt
@@ -82,6 +83,14 @@ if ! stamp_current "$requirements_stamp" "$requirements"; then
     quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
         "$python" -m pip install --quiet --requirement "$requirements"
     sha256 "$requirements" >"$requirements_stamp"
+fi
+notebook_requirements="$scripts/requirements-notebooks.txt"
+notebook_requirements_stamp="$venv/.mofang-requirements-notebooks.sha256"
+if ! stamp_current "$notebook_requirements_stamp" "$notebook_requirements"; then
+    echo "setup: installing scripts/requirements-notebooks.txt into .venv"
+    quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        "$python" -m pip install --quiet --requirement "$notebook_requirements"
+    sha256 "$notebook_requirements" >"$notebook_requirements_stamp"
 fi
 
 # 3. example model
