@@ -3,6 +3,8 @@
 #   1. <repo>/.venv                      (python3 -m venv), if missing
 #   2. scripts/requirements.txt          installed, if changed since the last install
 #      scripts/requirements-notebooks.txt the same (ipykernel, papermill, nbformat: `mofang run`)
+#      scripts/requirements-notebook-browser.txt the same (jupyter_server: the browser tests' reference)
+#      and Chromium for the browser's page tests (scripts/setup-chromium.sh; a failure only warns)
 #   3. the example EfficientNet-Lite0    examples/model-repository/efficientnet_lite0/{1/model.onnx,labels.txt}
 #   4. the test models                   target/test-models/*.onnx
 #   5. with --with-compat only: <repo>/.venv-compat with scripts/requirements-compat.txt
@@ -91,6 +93,19 @@ if ! stamp_current "$notebook_requirements_stamp" "$notebook_requirements"; then
     quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
         "$python" -m pip install --quiet --requirement "$notebook_requirements"
     sha256 "$notebook_requirements" >"$notebook_requirements_stamp"
+fi
+browser_requirements="$scripts/requirements-notebook-browser.txt"
+browser_requirements_stamp="$venv/.mofang-requirements-notebook-browser.sha256"
+if ! stamp_current "$browser_requirements_stamp" "$browser_requirements"; then
+    echo "setup: installing scripts/requirements-notebook-browser.txt into .venv"
+    quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        "$python" -m pip install --quiet --requirement "$browser_requirements"
+    sha256 "$browser_requirements" >"$browser_requirements_stamp"
+fi
+# Chromium (system package; silent when already installed). Without it only the notebook
+# browser's page tests fail, so a failure here warns instead of stopping the set-up.
+if ! "$scripts/setup-chromium.sh"; then
+    echo "setup: warning: no Chromium; the notebook browser's page tests will fail" >&2
 fi
 
 # 3. example model

@@ -12,6 +12,8 @@ use mofang_repository::{Manager, ManagerOptions, Source};
 use mofang_serve::{AppState, ServeConfig};
 use tracing_subscriber::EnvFilter;
 
+mod notebooks;
+
 /// mofang (魔方): serve models, run notebooks, schedule training — one program.
 #[derive(Debug, Parser)]
 #[command(name = "mofang", version, about, long_about = None)]
@@ -27,6 +29,9 @@ struct Cli {
 enum Command {
     /// Serve models over TF Serving REST, KServe V2 REST and POST /predict.
     Serve(ServeArgs),
+    /// Notebooks: `mofang notebooks serve ROOT` browses executed notebooks read-only.
+    #[command(subcommand)]
+    Notebooks(notebooks::NotebooksCommand),
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +118,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Notebooks(command) => notebooks::run(command).await,
         }
     });
     match result {

@@ -544,3 +544,84 @@ fn wait_until_refused(addr: SocketAddr) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+// ---------------------------------------------------------------- mofang notebooks serve
+
+#[test]
+fn notebooks_serve_refuses_a_missing_root_and_s3_in_one_line() {
+    let line = one_line_failure(["notebooks", "serve", "no-such-notebook-dir"]);
+    assert_eq!(line, "mofang: no-such-notebook-dir does not exist");
+    let line = one_line_failure(["notebooks", "serve", "s3://bucket/runs"]);
+    assert!(
+        line.contains("s3:// roots are not implemented yet"),
+        "{line}"
+    );
+}
+
+/// The browser serves a directory's contents model, then exits 0 on SIGTERM.
+#[tokio::test]
+async fn notebooks_serve_answers_the_contents_api_and_stops_on_sigterm() {
+    let root = TempDir::new().expect("a notebook directory");
+    std::fs::write(
+        root.path().join("run.ipynb"),
+        r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#,
+    )
+    .expect("write a notebook");
+    let scratch = TempDir::new().expect("a scratch directory");
+    let address_file = scratch.path().join("addr");
+    let mut child = Command::new(MOFANG)
+        .args(["notebooks", "serve"])
+        .arg(root.path())
+        .args(["--port", "0", "--address-file"])
+        .arg(&address_file)
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start mofang notebooks serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr: SocketAddr = loop {
+        if let Some(addr) = std::fs::read_to_string(&address_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break addr;
+        }
+        if let Some(status) = child.try_wait().expect("poll") {
+            panic!("mofang notebooks serve exited with {status} before serving");
+        }
+        assert!(Instant::now() < deadline, "no address within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        addr.ip().is_loopback(),
+        "binds to localhost by default: {addr}"
+    );
+    let model: Value = client()
+        .get(format!("http://{addr}/api/contents/"))
+        .send()
+        .await
+        .expect("GET /api/contents/")
+        .json()
+        .await
+        .expect("a JSON model");
+    assert_eq!(model["type"], "directory");
+    assert_eq!(model["content"][0]["name"], "run.ipynb");
+    assert_eq!(model["content"][0]["type"], "notebook");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("mofang notebooks serve did not stop within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
