@@ -14,9 +14,14 @@ checked with onnxruntime (one run, compared against numpy where that is simple).
   image_nchw.onnx   input float32 [batch,3,32,32] -> logits float32 [batch,10]
   image_nhwc.onnx   input float32 [batch,32,32,3] -> logits float32 [batch,10]
   resnet50.onnx     data float32 [batch,3,224,224] -> softmax float32 [batch,1000]
+  ner.onnx          input_ids, input_mask, segment_ids int32 [batch,150] ->
+                    lengths int32 [batch], logits float32 [batch,150,11], trans float32 [12,12]
+                    (a BERT-BiLSTM-CRF-NER stand-in; its vocab.txt, tags.txt and trans.json
+                    go to ner/ next to it)
 """
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -294,6 +299,219 @@ def resnet50():
     return model, {"data": x}, None
 
 
+# ---------------------------------------------------------------------------------------------
+# NER: a stand-in for a BERT-BiLSTM-CRF export (logits + CRF transitions with a start state)
+# ---------------------------------------------------------------------------------------------
+
+# The article's sentence. Every character of it is in the vocabulary.
+NER_SENTENCE = "重庆市南川中学副校长张竞说,寒假放假前高三年级还有10%左右的内容没复习完,"
+NER_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+NER_WORDS = ["10", "##0", "un", "##aff", "##able", "hello", "world", "##s", "北", "京"]
+# BERT-BiLSTM-CRF-NER's label list (NerProcessor.get_labels). The project numbers labels from 1
+# (`enumerate(label_list, 1)`), so logits have len + 1 columns and column 0 is padding.
+NER_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "X", "[CLS]", "[SEP]"]
+NER_SEQ = 150
+# What the logits are designed to give for the sentence (the generator checks it).
+NER_ENTITIES = [("重庆市", "LOC"), ("南川中学", "ORG"), ("张竞", "PER")]
+# The padded start state's filler (tf.contrib.crf-era BiLSTM-CRF decode code).
+NER_SMALL = -1000.0
+
+
+def ner_vocab():
+    vocab = list(NER_SPECIAL)
+    for c in NER_SENTENCE:
+        if c not in vocab:
+            vocab.append(c)
+    vocab += [w for w in NER_WORDS if w not in vocab]
+    return vocab
+
+
+def ner_col(tag):
+    return 1 + NER_TAGS.index(tag)
+
+
+def ner_tables():
+    """The embedding table (token id -> tag scores) and the CRF transitions with start state."""
+    vocab = ner_vocab()
+    index = {t: i for i, t in enumerate(vocab)}
+    num_tags = len(NER_TAGS) + 1
+    rng = np.random.default_rng(150)
+    table = (rng.standard_normal((len(vocab), num_tags)) * 0.3).astype(np.float32)
+    table[:, ner_col("O")] += 2.0
+    table[index["[PAD]"], 0] += 8.0
+    table[index["[CLS]"], ner_col("[CLS]")] += 8.0
+    table[index["[SEP]"], ner_col("[SEP]")] += 8.0
+
+    def bump(char, tag, amount):
+        table[index[char], ner_col(tag)] += amount
+
+    # 重 alone says O (2.3 vs 2.0) but 庆市 say I-LOC, and O -> I-LOC is forbidden: only the
+    # transitions make 重 B-LOC.
+    bump("重", "B-LOC", 2.0)
+    table[index["重"], ner_col("O")] += 0.3
+    for c in "庆市":
+        bump(c, "I-LOC", 4.0)
+    bump("南", "B-ORG", 4.0)
+    for c in "川学":
+        bump(c, "I-ORG", 4.0)
+    # 中 prefers I-LOC on its own; I-ORG -> I-LOC is forbidden.
+    bump("中", "I-ORG", 3.5)
+    bump("中", "I-LOC", 4.0)
+    bump("张", "B-PER", 4.0)
+    bump("竞", "I-PER", 4.0)
+
+    dim = num_tags + 1
+    trans = (rng.standard_normal((dim, dim)) * 0.1).astype(np.float32)
+    for kind in ("PER", "ORG", "LOC"):
+        inside = ner_col(f"I-{kind}")
+        for prev in range(num_tags):
+            if prev not in (ner_col(f"B-{kind}"), inside):
+                trans[prev, inside] -= 6.0
+        trans[ner_col(f"B-{kind}"), inside] += 1.0
+        trans[inside, inside] += 1.0
+    trans[num_tags, ner_col("[CLS]")] += 2.0  # start -> [CLS]
+    return vocab, table, trans
+
+
+def ner_tokenize(text, vocab):
+    """Greedy longest-match over the vocabulary, one CJK character or punctuation a word."""
+    ids, word = [], ""
+    words = []
+    for c in text:
+        if "\u4e00" <= c <= "\u9fff" or (c.isascii() and not c.isalnum()):
+            if word:
+                words.append(word)
+                word = ""
+            if not c.isspace():
+                words.append(c)
+        else:
+            word += c.lower()
+    if word:
+        words.append(word)
+    for w in words:
+        start, pieces = 0, []
+        while start < len(w):
+            end = len(w)
+            while end > start and (("##" if start else "") + w[start:end]) not in vocab:
+                end -= 1
+            if end == start:
+                pieces = ["[UNK]"]
+                break
+            pieces.append(("##" if start else "") + w[start:end])
+            start = end
+        ids += [vocab.index(p) for p in pieces]
+    return ids
+
+
+def ner_viterbi_padded(logits, trans):
+    """The padded decode: a start column of NER_SMALL, a start row, viterbi, drop the row."""
+    seq, num_tags = logits.shape
+    padded = np.full((seq + 1, num_tags + 1), NER_SMALL, dtype=np.float32)
+    padded[0, num_tags] = 0.0
+    padded[1:, :num_tags] = logits
+    trellis = np.zeros_like(padded)
+    back = np.zeros(padded.shape, dtype=np.int32)
+    trellis[0] = padded[0]
+    for t in range(1, seq + 1):
+        v = np.expand_dims(trellis[t - 1], 1) + trans
+        trellis[t] = padded[t] + np.max(v, 0)
+        back[t] = np.argmax(v, 0)
+    path = [int(np.argmax(trellis[-1]))]
+    for bp in reversed(back[1:]):
+        path.append(int(bp[path[-1]]))
+    path.reverse()
+    return path[1:]
+
+
+def ner_entities(text, tags):
+    """BIO tags of the sentence's characters (one token each, but "10") -> (word, type)."""
+    found, current = [], None
+    for char, tag in zip(text, tags):
+        if tag.startswith("B-"):
+            if current:
+                found.append(current)
+            current = [char, tag[2:]]
+        elif tag.startswith("I-") and current and current[1] == tag[2:]:
+            current[0] += char
+        else:
+            if current:
+                found.append(current)
+            current = None
+    if current:
+        found.append(current)
+    return [tuple(e) for e in found]
+
+
+def ner():
+    vocab, table, trans = ner_tables()
+    nodes = [
+        helper.make_node("Gather", ["emission_table", "input_ids"], ["emissions"], axis=0),
+        helper.make_node("Gather", ["segment_table", "segment_ids"], ["segment_scores"], axis=0),
+        helper.make_node("Add", ["emissions", "segment_scores"], ["logits"]),
+        helper.make_node("ReduceSum", ["input_mask", "sum_axes"], ["lengths"], keepdims=0),
+        helper.make_node("Identity", ["transitions"], ["trans"]),
+    ]
+    num_tags = table.shape[1]
+    segment_table = np.zeros((2, num_tags), dtype=np.float32)
+    segment_table[1] = np.linspace(-0.5, 0.5, num_tags, dtype=np.float32)
+    ints = [BATCH, NER_SEQ]
+    model = make_model(
+        "ner",
+        nodes,
+        [value("input_ids", TensorProto.INT32, ints), value("input_mask", TensorProto.INT32, ints),
+         value("segment_ids", TensorProto.INT32, ints)],
+        [value("lengths", TensorProto.INT32, [BATCH]),
+         value("logits", TensorProto.FLOAT, [BATCH, NER_SEQ, num_tags]),
+         value("trans", TensorProto.FLOAT, [num_tags + 1, num_tags + 1])],
+        [const("emission_table", table), const("segment_table", segment_table),
+         const("sum_axes", np.array([1], dtype=np.int64)), const("transitions", trans)],
+        doc="NER stand-in: logits = emission_table[input_ids] + segment_table[segment_ids], "
+            "lengths = sum(input_mask), trans = a constant CRF matrix whose last row/column is "
+            "the start state (numpy seed 150)",
+    )
+    ids = ner_tokenize(NER_SENTENCE, vocab)
+    row = [vocab.index("[CLS]")] + ids + [vocab.index("[SEP]")]
+    used = len(row)
+    feeds = {
+        "input_ids": np.array([row + [0] * (NER_SEQ - used)] * 2, dtype=np.int32),
+        "input_mask": np.array([[1] * used + [0] * (NER_SEQ - used)] * 2, dtype=np.int32),
+        "segment_ids": np.zeros((2, NER_SEQ), dtype=np.int32),
+    }
+    logits = table[feeds["input_ids"]]
+    expected = {"logits": logits, "lengths": np.array([used, used], dtype=np.int32), "trans": trans}
+
+    # The designed sentence must come out as designed, and only thanks to the transitions.
+    path = ner_viterbi_padded(logits[0, :used], trans)
+    tags = [NER_TAGS[i - 1] if 1 <= i <= len(NER_TAGS) else "O" for i in path[1:used - 1]]
+    chars = ["10" if vocab[i] == "10" else vocab[i] for i in ids]
+    if ner_entities(chars, tags) != NER_ENTITIES:
+        raise AssertionError(f"ner: designed entities not decoded: {list(zip(chars, tags))}")
+    argmax = [NER_TAGS[i - 1] for i in logits[0, 1:used - 1].argmax(1)]
+    if ner_entities(chars, argmax) == NER_ENTITIES:
+        raise AssertionError("ner: the transitions do not matter for the sentence")
+    return model, feeds, expected
+
+
+def write_ner_files(out_dir):
+    """ner/vocab.txt, ner/tags.txt (the label list, column 1 onwards) and ner/trans.json."""
+    vocab, _, trans = ner_tables()
+    directory = out_dir / "ner"
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {
+        "vocab.txt": "".join(f"{t}\n" for t in vocab),
+        "tags.txt": "".join(f"{t}\n" for t in NER_TAGS),
+        "trans.json": json.dumps([[float(x) for x in row] for row in trans]),
+    }
+    for name, text in files.items():
+        tmp = directory / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(directory / name)
+
+
+# Outputs without the batch dimension (shared by every row of a batch).
+UNBATCHED_OUTPUTS = {"trans"}
+
+
 MODELS = [
     ("add_mul", add_mul),
     ("tiny", tiny),
@@ -302,6 +520,7 @@ MODELS = [
     ("image_nchw", lambda: image_classifier("NCHW")),
     ("image_nhwc", lambda: image_classifier("NHWC")),
     ("resnet50", resnet50),
+    ("ner", ner),
 ]
 
 
@@ -324,6 +543,8 @@ def check(name, path, feeds, expected):
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     for v in list(session.get_inputs()) + list(session.get_outputs()):
+        if v.name in UNBATCHED_OUTPUTS:
+            continue
         if not v.shape or v.shape[0] != BATCH:
             raise AssertionError(f"{name}: {v.name} has shape {v.shape}, expected symbolic {BATCH!r} first")
     out_names = [o.name for o in session.get_outputs()]
@@ -361,6 +582,8 @@ def main():
         onnx.save(model, str(tmp))
         tmp.replace(path)
         _, results, elapsed = check(name, path, feeds, expected)
+        if name == "ner":
+            write_ner_files(args.out_dir)
         print(f"{name}.onnx: {describe(model.graph.input)} -> {describe(model.graph.output)}")
         if name == "resnet50":
             # one more run now that the session is warm

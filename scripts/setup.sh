@@ -6,7 +6,7 @@
 #      scripts/requirements-notebook-browser.txt the same (jupyter_server: the browser tests' reference)
 #      and Chromium for the browser's page tests (scripts/setup-chromium.sh; a failure only warns)
 #   3. the example EfficientNet-Lite0    examples/model-repository/efficientnet_lite0/{1/model.onnx,labels.txt}
-#   4. the test models                   target/test-models/*.onnx
+#   4. the test models                   target/test-models/*.onnx (+ ner/ vocab, tags, transitions)
 #   5. with --with-compat only: <repo>/.venv-compat with scripts/requirements-compat.txt
 #      (tensorflow-cpu, tensorflow-serving-api, tritonclient: the clients the compatibility
 #      tests drive; about 1.6 GB, so `scripts/run.sh` does not ask for it)
@@ -39,7 +39,7 @@ requirements="$scripts/requirements.txt"
 
 example_dir="$repo/examples/model-repository/efficientnet_lite0"
 test_models_dir="$repo/target/test-models"
-test_models=(add_mul tiny dtypes strings image_nchw image_nhwc resnet50)
+test_models=(add_mul tiny dtypes strings image_nchw image_nhwc resnet50 ner)
 
 sha256() {
     if command -v sha256sum >/dev/null 2>&1; then
@@ -125,6 +125,9 @@ test_stamp="$test_models_dir/.mofang-generator.sha256"
 missing=0
 for name in "${test_models[@]}"; do
     [ -f "$test_models_dir/$name.onnx" ] || missing=1
+done
+for file in ner/vocab.txt ner/tags.txt ner/trans.json; do
+    [ -f "$test_models_dir/$file" ] || missing=1
 done
 if [ "$missing" = 1 ] || ! stamp_current "$test_stamp" "$test_script"; then
     echo "setup: building target/test-models (make_test_models.py)"

@@ -12,6 +12,7 @@
 //!     inputs: {x: input_0}
 //!     outputs: {y: output_0}
 //! pipeline: {kind: image_classification, size: [224, 224], normalize: tf, labels: labels.txt}
+//! # or: pipeline: {kind: token_classification, tags_file: tags.txt, transitions: {output: trans}}
 //! ```
 
 use std::collections::BTreeMap;
@@ -220,6 +221,9 @@ pub enum SignatureInput {
 pub enum PipelineConfig {
     /// Image upload → top-k labels (`POST /predict`).
     ImageClassification(mofang_pipeline::ImageClassificationConfig),
+    /// Text → WordPiece windows → tag scores → CRF Viterbi → entities
+    /// (`POST /v2/models/{name}/entities`; see docs/pipelines.md).
+    TokenClassification(mofang_text::TokenClassificationConfig),
 }
 
 impl ModelConfig {
@@ -307,9 +311,14 @@ impl ModelConfig {
                 );
             }
         }
-        if let Some(PipelineConfig::ImageClassification(p)) = &self.pipeline {
-            p.validate()
-                .map_err(|e| Error::Config(format!("pipeline: {e}")))?;
+        match &self.pipeline {
+            Some(PipelineConfig::ImageClassification(p)) => p
+                .validate()
+                .map_err(|e| Error::Config(format!("pipeline: {e}")))?,
+            Some(PipelineConfig::TokenClassification(p)) => p
+                .validate()
+                .map_err(|e| Error::Config(format!("pipeline: {e}")))?,
+            None => {}
         }
         Ok(())
     }
@@ -383,6 +392,28 @@ mod tests {
             .expect_err("zero")
             .to_string();
         assert!(e.contains("max_batch_size"), "{e}");
+    }
+
+    #[test]
+    fn token_classification_pipeline_parses_and_names_bad_fields() {
+        let c = ModelConfig::parse(
+            "pipeline:\n  kind: token_classification\n  max_seq_length: 150\n  tags_file: tags.txt\n  \
+             tag_offset: 1\n  transitions: {output: trans}\n  padded_start_state: true\n",
+        )
+        .expect("valid");
+        let Some(PipelineConfig::TokenClassification(p)) = c.pipeline else {
+            panic!("a token_classification pipeline: {:?}", c.pipeline);
+        };
+        assert_eq!(p.max_seq_length, 150);
+        assert_eq!(p.vocab, "vocab.txt");
+        let e = ModelConfig::parse("pipeline: {kind: token_classification, tags: [O], windows: 3}")
+            .expect_err("unknown field")
+            .to_string();
+        assert!(e.contains("windows"), "{e}");
+        let e = ModelConfig::parse("pipeline: {kind: token_classification, max_seq_length: 150}")
+            .expect_err("no tags")
+            .to_string();
+        assert!(e.contains("pipeline: tags"), "{e}");
     }
 
     #[test]

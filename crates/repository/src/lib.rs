@@ -13,6 +13,7 @@
 mod config;
 mod manager;
 mod servable;
+mod text;
 
 pub use config::{
     BatchingConfig, CONFIG_FILE, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_SIGNATURE, ModelConfig,
@@ -20,6 +21,7 @@ pub use config::{
 };
 pub use manager::{Manager, ManagerOptions, ModelStatus, Source, VersionState, VersionStatus};
 pub use servable::{Servable, Signature, SignatureTensor};
+pub use text::{TextInput, TokenClassification};
 
 use std::fmt;
 

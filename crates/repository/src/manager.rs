@@ -607,7 +607,16 @@ fn load(backends: &Backends, metrics: &ServingMetrics, job: LoadJob) -> Result<S
             }
             None => None,
         },
-        None => None,
+        _ => None,
+    };
+    let token_classification = match &config.pipeline {
+        Some(PipelineConfig::TokenClassification(p)) => Some(Arc::new(crate::text::load(
+            p,
+            &config,
+            &job.model_dir,
+            model.as_ref(),
+        )?)),
+        _ => None,
     };
     Servable::new(
         Parts {
@@ -617,6 +626,7 @@ fn load(backends: &Backends, metrics: &ServingMetrics, job: LoadJob) -> Result<S
             dir: job.dir,
             config,
             labels,
+            token_classification,
             model,
         },
         metrics,

@@ -8,6 +8,7 @@ use mofang_batch::{BatchConfig, BatchMetrics, Batcher, Batching};
 use mofang_metrics::ServingMetrics;
 
 use crate::config::{DEFAULT_MAX_QUEUE_SIZE, DEFAULT_SIGNATURE, ModelConfig, SignatureInput};
+use crate::text::TokenClassification;
 use crate::{Error, Result};
 
 /// A tensor of a signature: the name clients use, the graph tensor behind it (`None` for an
@@ -76,6 +77,7 @@ pub(crate) struct Parts {
     pub dir: PathBuf,
     pub config: Arc<ModelConfig>,
     pub labels: Option<Arc<Vec<String>>>,
+    pub token_classification: Option<Arc<TokenClassification>>,
     pub model: Arc<dyn Model>,
 }
 
@@ -87,6 +89,8 @@ pub struct Servable {
     pub dir: PathBuf,
     pub config: Arc<ModelConfig>,
     pub labels: Option<Arc<Vec<String>>>,
+    /// The loaded `token_classification` pipeline (vocabulary, tags, tensor names), if any.
+    pub token_classification: Option<Arc<TokenClassification>>,
     pub signatures: Vec<Signature>,
     model: Arc<dyn Model>,
     batcher: Batcher,
@@ -111,6 +115,7 @@ impl Servable {
             dir,
             config,
             labels,
+            token_classification,
             model,
         } = parts;
         let signatures = resolve_signatures(&config, model.as_ref())?;
@@ -148,6 +153,7 @@ impl Servable {
             dir,
             config,
             labels,
+            token_classification,
             signatures,
             model,
             batcher,

@@ -1,7 +1,8 @@
 //! The model server's HTTP edge.
 //!
 //! One axum [`Router`] answers TF Serving's REST API (`/v1/...`), the KServe V2 / Open
-//! Inference Protocol REST API (`/v2/...`) and the tutorial-style `POST /predict` image upload,
+//! Inference Protocol REST API (`/v2/...`), the text-in/entities-out NER endpoint
+//! (`/v2/models/{name}/entities`) and the tutorial-style `POST /predict` image upload,
 //! over the models a [`Manager`] serves. This is the only crate that knows about HTTP and JSON;
 //! it converts wire formats into [`mofang_backend::Tensor`]s and repository errors into
 //! `{"error": "..."}` responses with TF Serving's status codes.
@@ -10,6 +11,7 @@ mod error;
 mod json_tensor;
 mod kserve;
 mod predict;
+mod text;
 mod tfserving;
 
 use std::future::Future;
@@ -99,6 +101,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v2/models/{name}/versions/{version}/infer",
             post(kserve::infer_version),
+        )
+        .route("/v2/models/{name}/entities", post(text::entities))
+        .route(
+            "/v2/models/{name}/versions/{version}/entities",
+            post(text::entities_version),
         )
         .route("/predict", post(predict::predict))
         .route("/metrics", get(metrics))

@@ -32,6 +32,7 @@ fn boxed(status: StatusCode, message: impl Into<String>) -> Box<Response> {
 fn image_config(servable: &Servable) -> Option<&ImageClassificationConfig> {
     match servable.config.pipeline.as_ref()? {
         PipelineConfig::ImageClassification(c) => Some(c),
+        PipelineConfig::TokenClassification(_) => None,
     }
 }
 

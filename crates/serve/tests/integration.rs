@@ -10,6 +10,7 @@ mod integration {
     mod batching;
     mod common;
     mod kserve;
+    mod ner;
     mod predict;
     mod repository;
     mod server;
