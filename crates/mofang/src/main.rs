@@ -13,6 +13,7 @@ use mofang_serve::{AppState, ServeConfig};
 use tracing_subscriber::EnvFilter;
 
 mod notebooks;
+mod run;
 
 /// mofang (魔方): serve models, run notebooks, schedule training — one program.
 #[derive(Debug, Parser)]
@@ -32,6 +33,8 @@ enum Command {
     /// Notebooks: `mofang notebooks serve ROOT` browses executed notebooks read-only.
     #[command(subcommand)]
     Notebooks(notebooks::NotebooksCommand),
+    /// Run a notebook on a Jupyter kernel, papermill-compatible: `mofang run IN.ipynb OUT.ipynb -p NAME VALUE`.
+    Run(run::RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -119,13 +122,14 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Notebooks(command) => notebooks::run(command).await,
+            Command::Run(args) => run::run(args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mofang: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(e.downcast_ref::<run::Exit>().map_or(1, |exit| exit.code))
         }
     }
 }
