@@ -20,7 +20,7 @@ pub use config::{
     PipelineConfig, SignatureConfig, SignatureInput, Threads, VersionPolicy,
 };
 pub use manager::{Manager, ManagerOptions, ModelStatus, Source, VersionState, VersionStatus};
-pub use servable::{Servable, Signature, SignatureTensor};
+pub use servable::{Prediction, Servable, Signature, SignatureTensor};
 pub use text::{TextInput, TokenClassification};
 
 use std::fmt;

@@ -173,6 +173,64 @@ impl Servable {
         self.signatures.iter().find(|s| s.name == name)
     }
 
+    /// Runs a signature: `inputs` are named by the signature's aliases, the answer is named by
+    /// them too. This is the protocol-neutral half of every TF-Serving-style predict (REST and
+    /// gRPC), so both map aliases, drop ignored inputs and filter outputs identically:
+    ///
+    /// - `signature_name` empty means [`DEFAULT_SIGNATURE`];
+    /// - every input must be an alias of the signature, every mapped alias must be present,
+    ///   and each input must have the dtype the signature declares;
+    /// - inputs the signature declares as ignored (no graph tensor) are accepted and dropped;
+    /// - `output_filter` lists output aliases to return, in that order (TF Serving's
+    ///   `PredictRequest.output_filter`); empty returns every output of the signature.
+    ///
+    /// Error texts follow TF Serving where it has one.
+    pub async fn predict(
+        &self,
+        signature_name: &str,
+        inputs: Vec<(String, Tensor)>,
+        output_filter: &[String],
+    ) -> Result<Prediction> {
+        let signature = self.resolve_signature(signature_name)?;
+        let wanted = select_outputs(signature, output_filter)?;
+        let graph_inputs = map_inputs(signature, inputs)?;
+        let mut results = self.infer(graph_inputs).await?;
+        let mut outputs = Vec::with_capacity(wanted.len());
+        for spec in wanted {
+            let Some(graph) = &spec.graph_name else {
+                continue;
+            };
+            let pos = results
+                .iter()
+                .position(|(n, _)| n == graph)
+                .ok_or_else(|| {
+                    Error::Backend(mofang_backend::Error::Inference(format!(
+                        "the model did not produce output `{graph}`"
+                    )))
+                })?;
+            let (_, tensor) = results.swap_remove(pos);
+            outputs.push((spec.alias.clone(), tensor));
+        }
+        Ok(Prediction {
+            signature: signature.name.clone(),
+            outputs,
+        })
+    }
+
+    /// The signature a request names (empty: [`DEFAULT_SIGNATURE`]), or TF Serving's error.
+    pub fn resolve_signature(&self, name: &str) -> Result<&Signature> {
+        let name = if name.is_empty() {
+            DEFAULT_SIGNATURE
+        } else {
+            name
+        };
+        self.signature(name).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "Serving signature name: \"{name}\" not found in signature def"
+            ))
+        })
+    }
+
     /// Runs the model on graph-named inputs through the version's batch queue, on its worker
     /// threads. Checks names, dtypes and shapes first; the errors say which input and what was
     /// expected. Cancel-safe: dropping the future withdraws a request that has not run yet.
@@ -180,6 +238,84 @@ impl Servable {
         let inputs = self.model.check_inputs(inputs)?;
         Ok(self.batcher.infer(inputs).await?)
     }
+}
+
+/// What [`Servable::predict`] answers: the signature that ran and its outputs by alias.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub signature: String,
+    pub outputs: Vec<(String, Tensor)>,
+}
+
+fn alias_set(tensors: &[SignatureTensor]) -> String {
+    let names: Vec<&str> = tensors.iter().map(|t| t.alias.as_str()).collect();
+    names.join(",")
+}
+
+/// The outputs a filter selects, in its order; all of the signature's when it is empty.
+fn select_outputs<'s>(
+    signature: &'s Signature,
+    output_filter: &[String],
+) -> Result<Vec<&'s SignatureTensor>> {
+    if output_filter.is_empty() {
+        return Ok(signature.outputs.iter().collect());
+    }
+    let mut wanted: Vec<&SignatureTensor> = Vec::with_capacity(output_filter.len());
+    for alias in output_filter {
+        let spec = signature.output(alias).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "output tensor alias not found in signature: {alias} Outputs expected to be in the set {{{}}}.",
+                alias_set(&signature.outputs)
+            ))
+        })?;
+        if wanted.iter().any(|w| w.alias == *alias) {
+            return Err(Error::InvalidInput(format!(
+                "duplicate output tensor alias: {alias}"
+            )));
+        }
+        wanted.push(spec);
+    }
+    Ok(wanted)
+}
+
+/// Alias-named inputs → graph-named inputs: checks names and dtypes, drops ignored inputs.
+fn map_inputs(
+    signature: &Signature,
+    inputs: Vec<(String, Tensor)>,
+) -> Result<Vec<(String, Tensor)>> {
+    for (alias, tensor) in &inputs {
+        let spec = signature.input(alias).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "input tensor alias not found in signature: {alias}. Inputs expected to be in the set {{{}}}.",
+                alias_set(&signature.inputs)
+            ))
+        })?;
+        if tensor.dtype() != spec.dtype {
+            return Err(Error::InvalidInput(format!(
+                "input `{alias}` expects dtype {} but got {}",
+                spec.dtype,
+                tensor.dtype()
+            )));
+        }
+    }
+    for spec in &signature.inputs {
+        if spec.graph_name.is_some() && !inputs.iter().any(|(a, _)| *a == spec.alias) {
+            return Err(Error::InvalidInput(format!(
+                "missing input `{}` of signature `{}` ({} with shape {:?})",
+                spec.alias,
+                signature.name,
+                spec.dtype,
+                spec.signed_shape()
+            )));
+        }
+    }
+    Ok(inputs
+        .into_iter()
+        .filter_map(|(alias, tensor)| {
+            let graph = signature.input(&alias)?.graph_name.clone()?;
+            Some((graph, tensor))
+        })
+        .collect())
 }
 
 fn resolve_signatures(config: &ModelConfig, model: &dyn Model) -> Result<Vec<Signature>> {
@@ -248,4 +384,75 @@ fn resolve_signatures(config: &ModelConfig, model: &dyn Model) -> Result<Vec<Sig
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mofang_backend::TensorData;
+
+    fn tensor(alias: &str, graph: Option<&str>) -> SignatureTensor {
+        SignatureTensor {
+            alias: alias.into(),
+            graph_name: graph.map(str::to_string),
+            dtype: DataType::F32,
+            shape: vec![None, Some(2)],
+        }
+    }
+
+    fn signature() -> Signature {
+        Signature {
+            name: "serving_default".into(),
+            method_name: "tensorflow/serving/predict".into(),
+            inputs: vec![tensor("x_alias", Some("x")), tensor("Dropout", None)],
+            outputs: vec![tensor("y_alias", Some("y")), tensor("z_alias", Some("z"))],
+        }
+    }
+
+    fn floats() -> Tensor {
+        Tensor::new(vec![1, 2], TensorData::F32(vec![1.0, 2.0])).expect("valid")
+    }
+
+    #[test]
+    fn inputs_map_onto_graph_names_and_ignored_ones_are_dropped() {
+        let mapped = map_inputs(
+            &signature(),
+            vec![("Dropout".into(), floats()), ("x_alias".into(), floats())],
+        )
+        .expect("valid inputs");
+        assert_eq!(mapped, vec![("x".to_string(), floats())]);
+    }
+
+    #[test]
+    fn unknown_missing_and_mistyped_inputs_are_errors_naming_the_alias() {
+        let sig = signature();
+        let e = map_inputs(&sig, vec![("x".into(), floats())]).expect_err("graph name");
+        assert!(e.to_string().contains("{x_alias,Dropout}"), "{e}");
+        let e = map_inputs(&sig, vec![("Dropout".into(), floats())]).expect_err("missing");
+        assert!(e.to_string().contains("`x_alias`"), "{e}");
+        let ints = Tensor::new(vec![1], TensorData::I32(vec![1])).expect("valid");
+        let e = map_inputs(&sig, vec![("x_alias".into(), ints)]).expect_err("dtype");
+        assert!(e.to_string().contains("expects dtype float32"), "{e}");
+    }
+
+    #[test]
+    fn output_filter_selects_in_its_order_and_refuses_unknown_or_repeated_aliases() {
+        let sig = signature();
+        let all: Vec<&str> = select_outputs(&sig, &[])
+            .expect("no filter")
+            .iter()
+            .map(|t| t.alias.as_str())
+            .collect();
+        assert_eq!(all, ["y_alias", "z_alias"]);
+        let some: Vec<&str> = select_outputs(&sig, &["z_alias".into()])
+            .expect("known alias")
+            .iter()
+            .map(|t| t.alias.as_str())
+            .collect();
+        assert_eq!(some, ["z_alias"]);
+        let e = select_outputs(&sig, &["y".into()]).expect_err("unknown");
+        assert!(e.to_string().contains("not found in signature: y"), "{e}");
+        let e = select_outputs(&sig, &["y_alias".into(), "y_alias".into()]).expect_err("twice");
+        assert!(e.to_string().contains("duplicate"), "{e}");
+    }
 }

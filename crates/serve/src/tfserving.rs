@@ -224,11 +224,7 @@ async fn predict(servable: &Arc<Servable>, body: &[u8]) -> ApiResult<Response> {
             ));
         }
     };
-    let signature = servable.signature(&sig_name).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "Serving signature name: \"{sig_name}\" not found in signature def"
-        ))
-    })?;
+    let signature = servable.resolve_signature(&sig_name)?;
     let (format, tensors) = match (doc.remove("instances"), doc.remove("inputs")) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -239,27 +235,13 @@ async fn predict(servable: &Arc<Servable>, body: &[u8]) -> ApiResult<Response> {
         (Some(instances), None) => (Format::Row, decode_instances(signature, instances)?),
         (None, Some(inputs)) => (Format::Columnar, decode_inputs(signature, inputs)?),
     };
-    let mut graph_inputs = Vec::with_capacity(tensors.len());
-    for (alias, tensor) in tensors {
-        let Some(spec) = signature.input(&alias) else {
-            continue;
-        };
-        // Inputs without a graph name are accepted (decoded with their declared dtype) and dropped.
-        if let Some(graph) = &spec.graph_name {
-            graph_inputs.push((graph.clone(), tensor));
-        }
-    }
-    let outputs = servable.infer(graph_inputs).await?;
-    let named: Vec<(&str, &Tensor)> = signature
+    // Alias → graph mapping, ignored inputs and output aliasing are the repository's, shared
+    // with the gRPC edge.
+    let prediction = servable.predict(&signature.name, tensors, &[]).await?;
+    let named: Vec<(&str, &Tensor)> = prediction
         .outputs
         .iter()
-        .filter_map(|o| {
-            let graph = o.graph_name.as_deref()?;
-            outputs
-                .iter()
-                .find(|(n, _)| n == graph)
-                .map(|(_, t)| (o.alias.as_str(), t))
-        })
+        .map(|(alias, t)| (alias.as_str(), t))
         .collect();
     let body = match format {
         Format::Row => write_row(&named)?,
