@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use mofang_backend::Backends;
+use mofang_grpc::GrpcConfig;
 use mofang_repository::{Manager, ManagerOptions, Source};
 use mofang_serve::{AppState, ServeConfig};
 use tracing_subscriber::EnvFilter;
@@ -28,7 +29,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve models over TF Serving REST, KServe V2 REST and POST /predict.
+    /// Serve models over TF Serving REST and gRPC, KServe V2 REST and gRPC, and POST /predict.
     Serve(ServeArgs),
     /// Notebooks: `mofang notebooks serve ROOT` browses executed notebooks read-only.
     #[command(subcommand)]
@@ -54,7 +55,8 @@ struct ServeArgs {
     /// Port of the REST APIs (TF Serving REST, KServe V2 REST, /predict); 0 picks a free port.
     #[arg(long, env = "MOFANG_REST_PORT", default_value_t = 8501)]
     rest_port: u16,
-    /// Port of the gRPC APIs (reserved: gRPC is not served yet).
+    /// Port of the gRPC APIs (TF Serving PredictionService and ModelService, KServe V2
+    /// GRPCInferenceService, grpc.health.v1.Health); 0 picks a free port.
     #[arg(long, env = "MOFANG_GRPC_PORT", default_value_t = 8500)]
     grpc_port: u16,
     /// Seconds between rescans of the repository for new, changed and removed versions; 0 disables.
@@ -64,10 +66,12 @@ struct ServeArgs {
     /// Path of libonnxruntime.so (default: $ORT_DYLIB_PATH, else the project's .venv); tract is used when none is found.
     #[arg(long, env = "MOFANG_ORT_LIBRARY")]
     ort_library: Option<PathBuf>,
-    /// Largest request body in bytes; larger requests get HTTP 413.
+    /// Largest request body in bytes (larger REST requests get HTTP 413), also the largest gRPC
+    /// request message (larger ones get OUT_OF_RANGE).
     #[arg(long, env = "MOFANG_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_body_bytes: usize,
-    /// Seconds a request may take, reading its body included; slower ones get HTTP 504.
+    /// Seconds a request may take, reading its body included; slower ones get HTTP 504 (gRPC:
+    /// DEADLINE_EXCEEDED).
     #[arg(
         long,
         env = "MOFANG_REQUEST_TIMEOUT",
@@ -78,6 +82,9 @@ struct ServeArgs {
     /// Write the bound REST address to this file once serving (for scripts and tests).
     #[arg(long, env = "MOFANG_ADDRESS_FILE")]
     address_file: Option<PathBuf>,
+    /// Write the bound gRPC address to this file once serving (for scripts and tests).
+    #[arg(long, env = "MOFANG_GRPC_ADDRESS_FILE")]
+    grpc_address_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -199,20 +206,60 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr} (--rest-port)"))?;
     let bound = listener.local_addr()?;
+    let grpc_addr = SocketAddr::new(args.host, args.grpc_port);
+    let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on {grpc_addr} (--grpc-port)"))?;
+    let grpc_bound = grpc_listener.local_addr()?;
     tracing::info!("REST API (TF Serving /v1, KServe V2 /v2, POST /predict) on http://{bound}");
+    tracing::info!(
+        "gRPC API (tensorflow.serving.PredictionService, ModelService, inference.GRPCInferenceService, grpc.health.v1) on {grpc_bound}"
+    );
     if let Some(path) = &args.address_file {
         std::fs::write(path, bound.to_string())
             .with_context(|| format!("cannot write --address-file {}", path.display()))?;
     }
+    if let Some(path) = &args.grpc_address_file {
+        std::fs::write(path, grpc_bound.to_string())
+            .with_context(|| format!("cannot write --grpc-address-file {}", path.display()))?;
+    }
+    let grpc_config = GrpcConfig {
+        max_message_bytes: args.max_body_bytes,
+        request_timeout,
+    };
     let state = AppState::new(
-        manager,
+        manager.clone(),
         ServeConfig {
             max_body_bytes: args.max_body_bytes,
             request_timeout,
         },
     );
-    let _ = args.grpc_port;
-    mofang_serve::serve(listener, state, shutdown_signal()).await?;
+    // One signal stops both servers.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        // An error means the sender is gone, which also means stop.
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let rest = async {
+        mofang_serve::serve(listener, state, until_stopped(stopped.clone()))
+            .await
+            .context("REST server")
+    };
+    let grpc = async {
+        mofang_grpc::serve(
+            grpc_listener,
+            manager,
+            grpc_config,
+            until_stopped(stopped.clone()),
+        )
+        .await
+        .context("gRPC server")
+    };
+    tokio::try_join!(rest, grpc)?;
     tracing::info!("stopped");
     Ok(())
 }

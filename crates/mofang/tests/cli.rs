@@ -1,5 +1,6 @@
 //! End-to-end tests of the real `mofang` binary: its command line, and `mofang serve` answering
-//! HTTP on 127.0.0.1 with a port the kernel picks (read back from `--address-file`).
+//! HTTP and gRPC on 127.0.0.1 with ports the kernel picks (read back from `--address-file` and
+//! `--grpc-address-file`).
 //!
 //! Needs `. scripts/env.sh` (ORT_DYLIB_PATH, MOFANG_TEST_MODELS) and what scripts/setup.sh
 //! makes: the test models and the EfficientNet-Lite0 example.
@@ -23,10 +24,11 @@ const EXAMPLE_MODEL: &str = concat!(
 );
 
 /// Every flag of `mofang serve` that `--help` must document.
-const SERVE_FLAGS: [&str; 7] = [
+const SERVE_FLAGS: [&str; 8] = [
     "--model-repository",
     "--rest-port",
     "--grpc-port",
+    "--grpc-address-file",
     "--model-name",
     "--model-base-path",
     "--poll-interval",
@@ -158,6 +160,82 @@ async fn without_onnxruntime_the_server_starts_on_tract() {
         log.lines()
             .any(|l| l.contains("default backend") && l.contains("tract")),
         "the log does not say tract is the default backend:\n{log}"
+    );
+}
+
+/// `--grpc-port 0 --grpc-address-file F` serves TF Serving's Predict on the address in F, with
+/// the same answer as the REST API of the same process (which the serve crate's tests check
+/// against ONNX Runtime).
+#[tokio::test]
+async fn grpc_is_served_on_the_address_in_grpc_address_file() {
+    use mofang_grpc::pb::tensorflow::serving::ModelSpec;
+    use mofang_grpc::pb::tensorflow::serving::PredictRequest;
+    use mofang_grpc::pb::tensorflow::serving::prediction_service_client::PredictionServiceClient;
+    use mofang_grpc::pb::tensorflow::{
+        DataType, TensorProto, TensorShapeProto, tensor_shape_proto,
+    };
+
+    let base_path = single_model_base_path();
+    let server = Server::start(&single_model_args(base_path.path()));
+    assert_ne!(server.grpc_addr.port(), 0);
+    assert_ne!(server.grpc_addr, server.addr);
+    let x = [0.5f32, -1.0, 2.0, 0.25, 1.0, 1.5, -0.75, 3.0];
+    let rest = client()
+        .post(server.url("/v1/models/tiny:predict"))
+        .json(&json!({"instances": [&x[..4], &x[4..]]}))
+        .send()
+        .await
+        .expect("REST predict");
+    let rest: Value = rest.json().await.expect("a JSON answer");
+    let want: Vec<f32> = rest["predictions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no predictions: {rest}"))
+        .iter()
+        .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+        .map(|v| v.as_f64().expect("a number") as f32)
+        .collect();
+
+    let mut grpc = PredictionServiceClient::connect(format!("http://{}", server.grpc_addr))
+        .await
+        .expect("connect to the gRPC port");
+    let dims = [2i64, 4].map(|size| tensor_shape_proto::Dim {
+        size,
+        name: String::new(),
+    });
+    let request = PredictRequest {
+        model_spec: Some(ModelSpec {
+            name: "tiny".into(),
+            ..ModelSpec::default()
+        }),
+        inputs: [(
+            "x".to_string(),
+            TensorProto {
+                dtype: DataType::DtFloat as i32,
+                tensor_shape: Some(TensorShapeProto {
+                    dim: dims.to_vec(),
+                    unknown_rank: false,
+                }),
+                float_val: x.to_vec(),
+                ..TensorProto::default()
+            },
+        )]
+        .into_iter()
+        .collect(),
+        output_filter: Vec::new(),
+    };
+    let response = grpc
+        .predict(request)
+        .await
+        .expect("gRPC predict")
+        .into_inner();
+    assert_eq!(
+        response.outputs["y"].float_val, want,
+        "gRPC and REST disagree"
+    );
+    let log = server.log();
+    assert!(
+        log.contains(&server.grpc_addr.to_string()),
+        "the log does not name the gRPC address:\n{log}"
     );
 }
 
@@ -303,6 +381,7 @@ where
 struct Server {
     child: Child,
     addr: SocketAddr,
+    grpc_addr: SocketAddr,
     scratch: TempDir,
 }
 
@@ -314,12 +393,15 @@ impl Server {
     fn start_with(args: &[impl AsRef<OsStr>], adjust: impl FnOnce(&mut Command)) -> Server {
         let scratch = TempDir::new().expect("a scratch directory");
         let address_file = scratch.path().join("addr");
+        let grpc_address_file = scratch.path().join("grpc-addr");
         let log = File::create(scratch.path().join("stderr.log")).expect("create the log file");
         let mut cmd = Command::new(MOFANG);
         cmd.arg("serve")
             .args(args)
             .args(["--host", "127.0.0.1", "--rest-port", "0", "--address-file"])
             .arg(&address_file)
+            .args(["--grpc-port", "0", "--grpc-address-file"])
+            .arg(&grpc_address_file)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -330,9 +412,11 @@ impl Server {
         let mut server = Server {
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             scratch,
         };
         server.addr = server.wait_for_address(&address_file);
+        server.grpc_addr = server.wait_for_address(&grpc_address_file);
         server
     }
 
