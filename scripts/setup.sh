@@ -4,6 +4,7 @@
 #   2. scripts/requirements.txt          installed, if changed since the last install
 #      scripts/requirements-notebooks.txt the same (ipykernel, papermill, nbformat: `mofang run`)
 #      scripts/requirements-notebook-browser.txt the same (jupyter_server: the browser tests' reference)
+#      scripts/requirements-control.txt the same (openapi-spec-validator: the control plane's tests)
 #      and Chromium for the browser's page tests (scripts/setup-chromium.sh; a failure only warns)
 #   3. the example EfficientNet-Lite0    examples/model-repository/efficientnet_lite0/{1/model.onnx,labels.txt}
 #   4. the test models                   target/test-models/*.onnx (+ ner/ vocab, tags, transitions)
@@ -101,6 +102,14 @@ if ! stamp_current "$browser_requirements_stamp" "$browser_requirements"; then
     quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
         "$python" -m pip install --quiet --requirement "$browser_requirements"
     sha256 "$browser_requirements" >"$browser_requirements_stamp"
+fi
+control_requirements="$scripts/requirements-control.txt"
+control_requirements_stamp="$venv/.mofang-requirements-control.sha256"
+if ! stamp_current "$control_requirements_stamp" "$control_requirements"; then
+    echo "setup: installing scripts/requirements-control.txt into .venv"
+    quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        "$python" -m pip install --quiet --requirement "$control_requirements"
+    sha256 "$control_requirements" >"$control_requirements_stamp"
 fi
 # Chromium (system package; silent when already installed). Without it only the notebook
 # browser's page tests fail, so a failure here warns instead of stopping the set-up.
