@@ -6,6 +6,7 @@
 #      scripts/requirements-notebook-browser.txt the same (jupyter_server: the browser tests' reference)
 #      scripts/requirements-control.txt the same (openapi-spec-validator: the control plane's tests)
 #      and Chromium for the browser's page tests (scripts/setup-chromium.sh; a failure only warns)
+#      and PostgreSQL for the store's tests (scripts/setup-postgres.sh; a failure only warns)
 #   3. the example EfficientNet-Lite0    examples/model-repository/efficientnet_lite0/{1/model.onnx,labels.txt}
 #   4. the test models                   target/test-models/*.onnx (+ ner/ vocab, tags, transitions)
 #   5. with --with-compat only: <repo>/.venv-compat with scripts/requirements-compat.txt
@@ -113,6 +114,11 @@ if ! stamp_current "$control_requirements_stamp" "$control_requirements"; then
 fi
 # Chromium (system package; silent when already installed). Without it only the notebook
 # browser's page tests fail, so a failure here warns instead of stopping the set-up.
+# PostgreSQL server binaries (system package): the metadata store's conformance suite runs on
+# throwaway clusters of it. Without it only those tests fail, so a failure here warns.
+if ! "$scripts/setup-postgres.sh"; then
+    echo "setup: warning: no PostgreSQL; the store's PostgreSQL tests will fail" >&2
+fi
 if ! "$scripts/setup-chromium.sh"; then
     echo "setup: warning: no Chromium; the notebook browser's page tests will fail" >&2
 fi
