@@ -5,8 +5,6 @@
 //! driver-neutral `Any` pool; only the migrations differ per engine ([`migrate`]). Every write
 //! that belongs together is one transaction, so an error or a crash never leaves half a record.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -15,6 +13,7 @@ use sqlx::{AnyPool, Row};
 pub use mofang_job::{Condition, JobSpec, JobState};
 
 mod migrate;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod types;
 
@@ -81,6 +80,14 @@ impl Store {
                 if path.is_empty() {
                     return Err(Error::Config("sqlite: URL without a path".into()));
                 }
+                // The file is created if missing; so is its directory.
+                if let Some(parent) = std::path::Path::new(path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        Error::Config(format!("cannot create {}: {e}", parent.display()))
+                    })?;
+                }
                 format!("sqlite://{path}?mode=rwc")
             };
             (Engine::Sqlite, url)
@@ -94,21 +101,27 @@ impl Store {
         };
         let mut options = AnyPoolOptions::new();
         if engine == Engine::Sqlite {
-            // One writer at a time is SQLite's model; a single connection also makes
-            // `:memory:` one database. Other processes wait on busy_timeout.
-            options = options.max_connections(1).after_connect(|conn, _| {
-                Box::pin(async move {
-                    for pragma in [
-                        "PRAGMA journal_mode = WAL",
-                        "PRAGMA foreign_keys = ON",
-                        "PRAGMA busy_timeout = 10000",
-                        "PRAGMA synchronous = NORMAL",
-                    ] {
-                        sqlx::query(pragma).execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                })
-            });
+            // One writer at a time is SQLite's model; a single connection that is never
+            // recycled also keeps `:memory:` one database for the pool's life. Other processes
+            // wait on busy_timeout.
+            options = options
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA busy_timeout = 10000",
+                            "PRAGMA synchronous = NORMAL",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                        Ok(())
+                    })
+                });
         } else {
             options = options.max_connections(8);
         }
@@ -628,32 +641,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(replica_from_row).collect()
-    }
-
-    /// Counts rows per table (for tests and diagnostics).
-    pub async fn counts(&self) -> Result<BTreeMap<String, i64>> {
-        let mut out = BTreeMap::new();
-        for table in [
-            "tokens",
-            "queues",
-            "jobs",
-            "conditions",
-            "events",
-            "replicas",
-        ] {
-            let n: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
-                .fetch_one(&self.pool)
-                .await?
-                .try_get("n")?;
-            out.insert(table.to_string(), n);
-        }
-        Ok(out)
-    }
-
-    /// Runs raw SQL (tests use it to corrupt records on purpose).
-    #[doc(hidden)]
-    pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
-        Ok(sqlx::query(sql).execute(&self.pool).await?.rows_affected())
     }
 }
 

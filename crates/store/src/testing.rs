@@ -1,6 +1,20 @@
-//! Throwaway PostgreSQL clusters for tests: Debian's `postgresql` package
-//! (`scripts/setup-postgres.sh`) started in a temporary directory on a Unix socket only, as the
-//! `postgres` user when the tests run as root (initdb and postgres refuse root), stopped on drop.
+//! Throwaway PostgreSQL clusters for tests (cargo feature `testing`): Debian's `postgresql`
+//! package (`scripts/setup-postgres.sh`) started in a temporary directory on a Unix socket only,
+//! as the `postgres` user when the tests run as root (initdb and postgres refuse root), stopped
+//! on drop. Starting one takes about a second.
+//!
+//! Another crate's tests use it through
+//! `mofang-store = { workspace = true, features = ["testing"] }` in `[dev-dependencies]`:
+//!
+//! ```ignore
+//! let pg = tokio::task::spawn_blocking(mofang_store::testing::TestPostgres::start).await?;
+//! let store = mofang_store::Store::open(&pg.fresh_database()).await?;
+//! // keep `pg` alive as long as the store is used
+//! ```
+//!
+//! Without PostgreSQL installed, [`TestPostgres::start`] panics saying how to install it: a test
+//! that needs PostgreSQL fails rather than passing without it. `MOFANG_PG_BIN` overrides the
+//! directory of the server binaries (default: the newest `/usr/lib/postgresql/*/bin`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -8,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// A running cluster; [`TestPostgres::database`] makes a fresh database in it.
+/// A running cluster; [`TestPostgres::fresh_database`] makes an empty database in it.
 #[derive(Debug)]
 pub struct TestPostgres {
     dir: TempDir,
@@ -68,7 +82,9 @@ impl TestPostgres {
                 "cannot chown the cluster directory to postgres"
             );
         }
-        let port = free_port();
+        // The server listens on a Unix socket in its own directory only, so the port just
+        // names the socket file and cannot collide with another cluster.
+        let port = 5432;
         let pg = TestPostgres {
             url: format!(
                 "postgres://postgres@localhost/postgres?host={}&port={port}",
@@ -163,7 +179,16 @@ impl TestPostgres {
         );
     }
 
-    /// Creates an empty database and returns its URL.
+    /// Creates an empty database with a random name (`t_` and 16 hex digits) and returns its
+    /// URL: one cluster can serve many independent tests.
+    pub fn fresh_database(&self) -> String {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("randomness for a database name");
+        let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.database(&format!("t_{name}"))
+    }
+
+    /// Creates an empty database named `name` and returns its URL.
     pub fn database(&self, name: &str) -> String {
         let socket_dir = self.dir.path().display().to_string();
         let port = self.port.to_string();
@@ -201,11 +226,4 @@ impl Drop for TestPostgres {
             .stderr(Stdio::null())
             .status();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(54329)
 }

@@ -9,6 +9,8 @@ use mofang_store::{
     Error, EventKind, JobFilter, JobSpec, JobState, NewJob, QueueRecord, QueueResources,
     ReplicaRecord, ReplicaState, Store,
 };
+use sha2::{Digest, Sha256};
+use sqlx::Row;
 
 struct Db {
     store: Store,
@@ -34,7 +36,7 @@ async fn postgres() -> Db {
     let pg = tokio::task::spawn_blocking(TestPostgres::start)
         .await
         .expect("cluster");
-    let url = pg.database("conformance");
+    let url = pg.fresh_database();
     let store = Store::open(&url).await.expect("open postgres");
     assert_eq!(store.backend(), "postgres");
     Db {
@@ -42,6 +44,42 @@ async fn postgres() -> Db {
         _pg: Some(pg),
         _dir: tempfile::tempdir().expect("tempdir"),
         url,
+    }
+}
+
+impl Db {
+    /// A pool straight onto the database, beside the store: the tests read and corrupt tables
+    /// with it, independently of the store's own queries.
+    async fn raw(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url)
+            .await
+            .expect("a raw connection")
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        let raw = self.raw().await;
+        let n = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+            .fetch_one(&raw)
+            .await
+            .expect("count")
+            .try_get("n")
+            .expect("a count");
+        raw.close().await;
+        n
+    }
+
+    async fn execute(&self, sql: &str) -> u64 {
+        let raw = self.raw().await;
+        let n = sqlx::query(sql)
+            .execute(&raw)
+            .await
+            .expect("raw SQL")
+            .rows_affected();
+        raw.close().await;
+        n
     }
 }
 
@@ -79,7 +117,9 @@ conformance!(
     replica_attempts_upsert_and_list,
     list_filters_and_orders,
     concurrent_inserts_get_unique_increasing_seq,
+    concurrent_transitions_have_one_winner,
     corrupt_values_are_reported_by_column,
+    a_newer_schema_is_refused,
 );
 
 fn spec(name: &str) -> JobSpec {
@@ -122,7 +162,13 @@ async fn migrations_are_idempotent(db: &Db) {
     let again = Store::open(&db.url).await.expect("reopen");
     assert_eq!(again.list_queues().await.expect("list").len(), 1);
     let again = Store::open(&db.url).await.expect("reopen twice");
-    assert_eq!(again.counts().await.expect("counts")["queues"], 1);
+    assert_eq!(again.list_queues().await.expect("list").len(), 1);
+    assert_eq!(db.count("queues").await, 1);
+    assert_eq!(
+        db.count("schema_migrations").await,
+        1,
+        "migration 1 recorded once"
+    );
 }
 
 async fn tokens_authenticate_and_are_stored_hashed(db: &Db) {
@@ -153,14 +199,35 @@ async fn tokens_authenticate_and_are_stored_hashed(db: &Db) {
             .expect("auth")
             .is_none()
     );
-    // Only hashes are stored.
-    let n = s
-        .execute_raw(&format!(
-            "UPDATE tokens SET created_ms = created_ms WHERE hash = '{alice}'"
-        ))
+    // Only SHA-256 hashes are stored: read every text column of the table.
+    let raw = db.raw().await;
+    let rows = sqlx::query("SELECT hash, user_name, group_name FROM tokens ORDER BY user_name")
+        .fetch_all(&raw)
         .await
-        .expect("query");
-    assert_eq!(n, 0, "a token was stored in plaintext");
+        .expect("read tokens");
+    let stored: Vec<String> = rows
+        .iter()
+        .flat_map(|r| (0..3).map(|i| r.try_get::<String, _>(i).expect("text")))
+        .collect();
+    for token in [&alice, &root] {
+        assert!(
+            stored.iter().all(|v| !v.contains(token.as_str())),
+            "a token was stored in plaintext"
+        );
+    }
+    let hex = |t: &str| -> String {
+        Sha256::digest(t.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(
+        stored[0],
+        hex(&alice),
+        "alice's row holds the SHA-256 of her token"
+    );
+    assert_eq!(stored[3], hex(&root));
+    raw.close().await;
     match s.create_token("Not A Label", "g", false, 1).await {
         Err(Error::Invalid { field, .. }) => assert_eq!(field, "user"),
         other => panic!("expected Invalid, got {other:?}"),
@@ -243,7 +310,16 @@ async fn jobs_insert_with_a_first_condition_and_live_names_are_unique(db: &Db) {
     s.insert_job(&new_job("j4", "train", "alice", "team-a", "q"))
         .await
         .expect("the name is free after the first job ended");
-    assert_eq!(s.counts().await.expect("counts")["jobs"], 3);
+    // The refused insert left nothing: j1 (Created, Cancelled), j3 and j4 (Created).
+    assert_eq!(db.count("jobs").await, 3);
+    assert_eq!(db.count("conditions").await, 4);
+    // A taken id is a conflict too.
+    assert!(matches!(
+        s.insert_job(&new_job("j3", "other", "carol", "team-b", "q"))
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(db.count("jobs").await, 3);
 }
 
 async fn a_job_for_an_unknown_queue_writes_nothing(db: &Db) {
@@ -255,8 +331,10 @@ async fn a_job_for_an_unknown_queue_writes_nothing(db: &Db) {
         Err(Error::NotFound(m)) => assert!(m.contains("ghost"), "{m}"),
         other => panic!("expected NotFound, got {other:?}"),
     }
-    let counts = s.counts().await.expect("counts");
-    assert_eq!((counts["jobs"], counts["conditions"]), (0, 0));
+    assert_eq!(
+        (db.count("jobs").await, db.count("conditions").await),
+        (0, 0)
+    );
 }
 
 async fn transitions_are_compare_and_set(db: &Db) {
@@ -604,20 +682,100 @@ async fn corrupt_values_are_reported_by_column(db: &Db) {
     s.insert_job(&new_job("j", "t", "u", "g", "q"))
         .await
         .expect("insert");
-    s.execute_raw("UPDATE jobs SET state = 'Sleeping' WHERE id = 'j'")
-        .await
-        .expect("corrupt it");
+    db.execute("UPDATE jobs SET state = 'Sleeping' WHERE id = 'j'")
+        .await;
     match s.get_job("j").await {
         Err(Error::Corrupt(m)) => assert!(m.contains("jobs.state"), "{m}"),
         other => panic!("expected Corrupt, got {other:?}"),
     }
-    s.execute_raw("UPDATE jobs SET state = 'Created', spec = '{\"name\": 1}' WHERE id = 'j'")
-        .await
-        .expect("corrupt it");
+    db.execute("UPDATE jobs SET state = 'Created', spec = '{\"name\": 1}' WHERE id = 'j'")
+        .await;
     match s.get_job("j").await {
         Err(Error::Corrupt(m)) => assert!(m.contains("jobs.spec"), "{m}"),
         other => panic!("expected Corrupt, got {other:?}"),
     }
+    s.add_event("j", EventKind::Normal, "R", "m", 1)
+        .await
+        .expect("event");
+    db.execute("UPDATE events SET kind = 'Loud'").await;
+    match s.events("j").await {
+        Err(Error::Corrupt(m)) => assert!(m.contains("events.kind"), "{m}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    db.execute("UPDATE conditions SET state = 'Dozing'").await;
+    match s.conditions("j").await {
+        Err(Error::Corrupt(m)) => assert!(m.contains("conditions.state"), "{m}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+async fn concurrent_transitions_have_one_winner(db: &Db) {
+    let s = &db.store;
+    queue(s, "q").await;
+    s.insert_job(&new_job("j", "t", "u", "g", "q"))
+        .await
+        .expect("insert");
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.transition(
+                "j",
+                &[JobState::Created],
+                JobState::Queued,
+                "Queued",
+                &format!("by {i}"),
+                10 + i,
+            )
+            .await
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        if let Some(job) = t.await.expect("task").expect("transition") {
+            winners.push(job);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one compare-and-set wins");
+    let conditions = s.conditions("j").await.expect("conditions");
+    assert_eq!(
+        conditions.len(),
+        2,
+        "one condition per change: {conditions:?}"
+    );
+    assert_eq!(conditions[1].message, winners[0].message);
+    let stored = s.get_job("j").await.expect("get").expect("stored");
+    assert_eq!(stored, winners[0]);
+}
+
+async fn a_newer_schema_is_refused(db: &Db) {
+    db.execute(
+        "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (9999, 'future', 1)",
+    )
+    .await;
+    match Store::open(&db.url).await {
+        Err(Error::Migrate { version, message }) => {
+            assert_eq!(version, 9999);
+            assert!(message.contains("newer"), "{message}");
+        }
+        Err(other) => panic!("expected Migrate, got {other:?}"),
+        Ok(_) => panic!("a database of a newer schema opened"),
+    }
+}
+
+#[tokio::test]
+async fn sqlite_memory_is_one_database_and_files_get_their_directory() {
+    let memory = Store::open("sqlite::memory:").await.expect("memory");
+    queue(&memory, "q").await;
+    let clone = memory.clone();
+    assert_eq!(clone.list_queues().await.expect("list").len(), 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("new/deeper/meta.db");
+    let store = Store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .expect("open in a directory that does not exist yet");
+    queue(&store, "q").await;
+    assert!(path.is_file());
 }
 
 #[tokio::test]
