@@ -13,6 +13,7 @@ use mofang_repository::{Manager, ManagerOptions, Source};
 use mofang_serve::{AppState, ServeConfig};
 use tracing_subscriber::EnvFilter;
 
+mod control;
 mod notebooks;
 mod run;
 
@@ -36,6 +37,15 @@ enum Command {
     Notebooks(notebooks::NotebooksCommand),
     /// Run a notebook on a Jupyter kernel, papermill-compatible: `mofang run IN.ipynb OUT.ipynb -p NAME VALUE`.
     Run(run::RunArgs),
+    /// The control plane: jobs and queues API, web UI, gang scheduler and local executor.
+    Server(control::ServerArgs),
+    /// API tokens of the control plane: `mofang token create --user U --group G`.
+    #[command(subcommand)]
+    Token(control::TokenCommand),
+    /// Jobs on the control plane: submit, list, get, logs, cancel.
+    Job(control::JobArgs),
+    /// Queues on the control plane: create, list, get.
+    Queue(control::QueueArgs),
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +98,11 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // `mofang shim ...`: a replica's supervisor, started by the control plane's local executor.
+    // Not a clap subcommand: its arguments are the replica's command line, taken verbatim.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "shim") {
+        return mofang_executor::shim::main_from_args();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version print as clap prints them.
@@ -130,6 +145,10 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Notebooks(command) => notebooks::run(command).await,
             Command::Run(args) => run::run(args).await,
+            Command::Server(args) => control::server(args, shutdown_signal()).await,
+            Command::Token(command) => control::token(command).await,
+            Command::Job(args) => control::job(args).await,
+            Command::Queue(args) => control::queue(args).await,
         }
     });
     match result {
