@@ -5,6 +5,7 @@
 #      scripts/requirements-notebooks.txt the same (ipykernel, papermill, nbformat: `mofang run`)
 #      scripts/requirements-notebook-browser.txt the same (jupyter_server: the browser tests' reference)
 #      scripts/requirements-control.txt the same (openapi-spec-validator: the control plane's tests)
+#      scripts/requirements-s3.txt the same (moto's S3 server, boto3: the s3:// tests)
 #      and Chromium for the browser's page tests (scripts/setup-chromium.sh; a failure only warns)
 #      and PostgreSQL for the store's tests (scripts/setup-postgres.sh; a failure only warns)
 #   3. the example EfficientNet-Lite0    examples/model-repository/efficientnet_lite0/{1/model.onnx,labels.txt}
@@ -111,6 +112,14 @@ if ! stamp_current "$control_requirements_stamp" "$control_requirements"; then
     quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
         "$python" -m pip install --quiet --requirement "$control_requirements"
     sha256 "$control_requirements" >"$control_requirements_stamp"
+fi
+s3_requirements="$scripts/requirements-s3.txt"
+s3_requirements_stamp="$venv/.mofang-requirements-s3.sha256"
+if ! stamp_current "$s3_requirements_stamp" "$s3_requirements"; then
+    echo "setup: installing scripts/requirements-s3.txt into .venv"
+    quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        "$python" -m pip install --quiet --requirement "$s3_requirements"
+    sha256 "$s3_requirements" >"$s3_requirements_stamp"
 fi
 # Chromium (system package; silent when already installed). Without it only the notebook
 # browser's page tests fail, so a failure here warns instead of stopping the set-up.
