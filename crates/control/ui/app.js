@@ -1,44 +1,75 @@
-// mofang control-plane UI: plain JavaScript over the REST API (/api/v1). Every server string is
-// put into the page with textContent, never as HTML.
+// mofang control-plane UI: plain JavaScript over the REST API (/api/v1), no build step.
+// Every string that comes from the server is put into the page with textContent (or as an
+// attribute value through the DOM API), never parsed as HTML.
+//
+// Views are chosen by the URL hash: #/jobs[?state=&user=&queue=], #/jobs/<id>, #/queues.
+// A token can be handed over in the address once — ?token=T or #token=T[&/jobs/<id>] — it is
+// stored in localStorage and removed from the address bar at once.
 "use strict";
 
 const TOKEN_KEY = "mofang.token";
+const REFRESH_MS = 2000;
+const LOG_LIMIT = 2 * 1024 * 1024; // characters of log kept in the page
+const FINAL = ["Succeeded", "Failed", "Cancelled"];
 const $ = (sel) => document.querySelector(sel);
-let refreshTimer = null;
-let logAbort = null;
-let currentLog = null;
 
-// A token passed as ?token=… (scripts print such a link) is stored, then removed from the URL.
+let refreshTimer = null; // the current view's periodic reload
+let generation = 0; // bumped on every navigation; stale async work checks it and stops
+let log = null; // the live log stream: {job, role, index, attempt, controller, ended, seenAttempt}
+
+// ------------------------------------------------------------------ token bootstrap
+
 (function bootstrapToken() {
   const params = new URLSearchParams(location.search);
-  const token = params.get("token");
+  let token = params.get("token");
+  let hash = location.hash;
+  if (token) params.delete("token");
+  const m = hash.match(/^#token=([^&]*)(?:&(.*))?$/);
+  if (m) {
+    token = decodeURIComponent(m[1]);
+    hash = "#" + (m[2] || "/jobs");
+  }
   if (token) {
     localStorage.setItem(TOKEN_KEY, token);
-    params.delete("token");
     const rest = params.toString();
-    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
+    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + hash);
   }
 })();
 
 function token() { return localStorage.getItem(TOKEN_KEY); }
 
+// ------------------------------------------------------------------ API
+
 class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
+// fetch with the token; a non-2xx answer becomes an ApiError carrying the server's
+// {"error": "..."} text, and a 401 also sends the user back to the sign-in form.
 async function api(path, options = {}) {
-  const headers = Object.assign({ Authorization: "Bearer " + token() }, options.headers || {});
-  const response = await fetch(path, Object.assign({}, options, { headers }));
+  const headers = Object.assign({ Authorization: "Bearer " + (token() || "") }, options.headers || {});
+  let response;
+  try {
+    response = await fetch(path, Object.assign({}, options, { headers }));
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
+    throw new ApiError(0, "cannot reach the server (" + e.message + ")");
+  }
   if (!response.ok) {
-    let message = response.statusText;
-    try { message = (await response.json()).error || message; } catch (_) { /* not JSON */ }
-    if (response.status === 401) { showLogin(message); }
+    let message = response.status + " " + response.statusText;
+    try {
+      const body = await response.json();
+      if (body && typeof body.error === "string") message = body.error;
+    } catch (_) { /* not JSON */ }
+    if (response.status === 401) showLogin(message);
     throw new ApiError(response.status, message);
   }
   return response;
 }
 
 async function apiJson(path, options) { return (await api(path, options)).json(); }
+
+// ------------------------------------------------------------------ DOM helpers
 
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -47,44 +78,97 @@ function el(tag, text, cls) {
   return e;
 }
 
-function badge(state) { return el("span", state, "badge " + state); }
+function badge(state) {
+  const b = el("span", state, "badge");
+  b.dataset.state = state;
+  return b;
+}
+
+function cell(content) {
+  const td = document.createElement("td");
+  if (content instanceof Node) td.appendChild(content);
+  else if (content !== undefined && content !== null) td.textContent = String(content);
+  return td;
+}
 
 function row(cells) {
   const tr = document.createElement("tr");
-  for (const c of cells) {
-    const td = document.createElement("td");
-    if (c instanceof Node) td.appendChild(c); else td.textContent = c === undefined || c === null ? "" : String(c);
-    tr.appendChild(td);
-  }
+  for (const c of cells) tr.appendChild(cell(c));
   return tr;
 }
 
-function ago(ms) {
+function link(text, href) {
+  const a = el("a", text);
+  a.href = href;
+  return a;
+}
+
+// A local time with the exact ISO time as its tooltip.
+function timeEl(ms) {
+  if (!ms) return el("span", "—", "muted");
+  const t = el("time", when(ms));
+  t.dateTime = new Date(ms).toISOString();
+  t.title = t.dateTime;
+  return t;
+}
+
+function setError(sel, e) { $(sel).textContent = e ? e.message || String(e) : ""; }
+
+// ------------------------------------------------------------------ formatting
+
+function when(ms) {
   if (!ms) return "";
-  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  const d = new Date(ms);
+  const today = new Date().toDateString() === d.toDateString();
+  return today ? d.toLocaleTimeString() : d.toLocaleString();
+}
+
+// 45s, 3m 20s, 2h 5m, 3d 4h
+function human(seconds) {
+  const s = Math.max(0, Math.round(seconds));
   if (s < 60) return s + "s";
-  if (s < 3600) return Math.floor(s / 60) + "m";
-  if (s < 86400) return Math.floor(s / 3600) + "h";
-  return Math.floor(s / 86400) + "d";
+  if (s < 3600) return Math.floor(s / 60) + "m " + (s % 60) + "s";
+  if (s < 86400) return Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m";
+  return Math.floor(s / 86400) + "d " + Math.floor((s % 86400) / 3600) + "h";
 }
 
-function when(ms) { return ms ? new Date(ms).toLocaleString() : ""; }
+function ago(ms) { return ms ? human((Date.now() - ms) / 1000) : ""; }
 
-function duration(from, to) {
-  if (!from) return "";
-  const s = Math.round(((to || Date.now()) - from) / 1000);
-  return s < 60 ? s + "s" : s < 3600 ? Math.floor(s / 60) + "m " + (s % 60) + "s" : Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m";
+function duration(from, to) { return from ? human(((to || Date.now()) - from) / 1000) : ""; }
+
+const isNum = (v) => typeof v === "number" && isFinite(v);
+
+function cores(millis) {
+  if (!isNum(millis)) return "∞";
+  const c = millis / 1000;
+  return Number.isInteger(c) ? String(c) : c.toFixed(2).replace(/0$/, "");
 }
 
-function cores(millis) { return millis === null || millis === undefined ? "∞" : (millis / 1000).toFixed(millis % 1000 ? 2 : 0); }
 function bytes(b) {
-  if (b === null || b === undefined) return "∞";
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  if (!isNum(b)) return "∞";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
   let i = 0;
   while (b >= 1024 && i < units.length - 1) { b /= 1024; i++; }
-  return (i ? b.toFixed(1) : b) + " " + units[i];
+  return (i ? b.toFixed(1) : String(b)) + " " + units[i];
 }
-function count(n) { return n === null || n === undefined ? "∞" : String(n); }
+
+function count(n) { return isNum(n) ? String(n) : "∞"; }
+
+const SIGNALS = { 1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE",
+  9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM" };
+
+function exitText(r) {
+  if (isNum(r.signal)) return (SIGNALS[r.signal] || "signal") + " (" + r.signal + ")";
+  if (isNum(r.exit_code)) return "exit " + r.exit_code;
+  return "";
+}
+
+// A command line as a shell would need it typed: arguments with spaces or quotes are quoted.
+function commandLine(words) {
+  return words.map((w) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : "'" + w.replace(/'/g, "'\\''") + "'")).join(" ");
+}
+
+// ------------------------------------------------------------------ views and navigation
 
 function show(id) {
   for (const s of ["login", "jobs-view", "job-view", "queues-view"]) $("#" + s).hidden = s !== id;
@@ -92,250 +176,474 @@ function show(id) {
   $("#nav-queues").classList.toggle("active", id === "queues-view");
 }
 
-function stopTimers() {
+function stopLog() {
+  if (log && log.controller) log.controller.abort();
+  log = null;
+}
+
+function stopAll() {
+  generation++;
   if (refreshTimer) { clearInterval(refreshTimer); refreshTimer = null; }
-  if (logAbort) { logAbort.abort(); logAbort = null; }
-  currentLog = null;
+  stopLog();
+}
+
+// Runs `load` now and every REFRESH_MS while this view is current; errors go to `errorSel`.
+async function every(load, errorSel) {
+  const gen = generation;
+  const tick = async () => {
+    if (gen !== generation) return;
+    try {
+      await load(gen);
+      if (gen === generation) setError(errorSel, null);
+    } catch (e) {
+      if (gen === generation && e.name !== "AbortError" && !(e instanceof ApiError && e.status === 401)) setError(errorSel, e);
+    }
+  };
+  await tick();
+  if (gen === generation) refreshTimer = setInterval(tick, REFRESH_MS);
 }
 
 function showLogin(message) {
-  stopTimers();
+  stopAll();
   localStorage.removeItem(TOKEN_KEY);
   $("#sign-out").hidden = true;
   $("#who").textContent = "";
   $("#login-error").textContent = message || "";
   show("login");
+  $("#token-input").focus();
 }
 
-// ---------------------------------------------------------------- jobs list
+function banner(message) {
+  const b = $("#banner");
+  b.textContent = message || "";
+  b.hidden = !message;
+}
+
+// ------------------------------------------------------------------ jobs list
 
 function hashQuery() {
   const i = location.hash.indexOf("?");
   return new URLSearchParams(i >= 0 ? location.hash.slice(i + 1) : "");
 }
 
+const FILTERS = [["state", "#filter-state"], ["user", "#filter-user"], ["queue", "#filter-queue"]];
+
+function setQueueOptions(names, selected) {
+  const select = $("#filter-queue");
+  const want = ["", ...names];
+  if (selected && !names.includes(selected)) want.push(selected);
+  const have = Array.from(select.options).map((o) => o.value);
+  if (have.join("\n") !== want.join("\n")) {
+    select.replaceChildren();
+    for (const name of want) {
+      const o = el("option", name || "any");
+      o.value = name;
+      select.appendChild(o);
+    }
+  }
+  select.value = selected || "";
+}
+
 async function renderJobs() {
   show("jobs-view");
   const q = hashQuery();
-  $("#filter-state").value = q.get("state") || "";
-  $("#filter-user").value = q.get("user") || "";
-  $("#filter-queue").value = q.get("queue") || "";
-  const load = async () => {
-    const params = new URLSearchParams();
-    for (const k of ["state", "user", "queue"]) if (q.get(k)) params.set(k, q.get(k));
+  for (const [k, sel] of FILTERS) if (k !== "queue") $(sel).value = q.get(k) || "";
+  setQueueOptions([], q.get("queue"));
+  apiJson("/api/v1/queues")
+    .then((d) => setQueueOptions(d.queues.map((x) => x.name), q.get("queue")))
+    .catch(() => {});
+  const params = new URLSearchParams();
+  for (const [k] of FILTERS) if (q.get(k)) params.set(k, q.get(k));
+  await every(async (gen) => {
     const data = await apiJson("/api/v1/jobs?" + params.toString());
+    if (gen !== generation) return;
     const body = $("#jobs-table tbody");
     body.replaceChildren();
     for (const j of data.jobs) {
-      const tr = row([j.name, j.id, j.user, j.queue, badge(j.state), j.gang + " / " + j.replicas, j.restarts, ago(j.created_ms), j.message]);
+      const href = "#/jobs/" + encodeURIComponent(j.id);
+      const age = el("span", ago(j.created_ms));
+      age.title = "created " + new Date(j.created_ms).toLocaleString();
+      const tr = row([link(j.name, href), el("code", j.id), j.user, j.queue, badge(j.state),
+        j.gang + " / " + j.replicas, j.restarts, age, j.message]);
       tr.dataset.jobId = j.id;
       tr.dataset.state = j.state;
       tr.lastChild.className = "message";
-      tr.addEventListener("click", () => { location.hash = "#/jobs/" + encodeURIComponent(j.id); });
+      tr.addEventListener("click", (e) => { if (!e.target.closest("a")) location.hash = href; });
       body.appendChild(tr);
     }
     $("#jobs-empty").hidden = data.jobs.length > 0;
-  };
-  await load();
-  refreshTimer = setInterval(() => load().catch(() => {}), 2000);
+    $("#jobs-updated").textContent = "updated " + new Date().toLocaleTimeString();
+  }, "#jobs-error");
 }
 
-$("#filters").addEventListener("submit", (e) => {
-  e.preventDefault();
+// Filter controls write the hash (so a filtered view is a link); the hash change reloads.
+function applyFilters() {
   const params = new URLSearchParams();
-  for (const [k, id] of [["state", "#filter-state"], ["user", "#filter-user"], ["queue", "#filter-queue"]]) {
-    const v = $(id).value.trim();
+  for (const [k, sel] of FILTERS) {
+    const v = $(sel).value.trim();
     if (v) params.set(k, v);
   }
   const s = params.toString();
-  location.hash = "#/jobs" + (s ? "?" + s : "");
-});
-
-// ---------------------------------------------------------------- one job
-
-async function renderJob(id) {
-  show("job-view");
-  $("#job-error").textContent = "";
-  $("#log").textContent = "";
-  let first = true;
-  const load = async () => {
-    const j = await apiJson("/api/v1/jobs/" + encodeURIComponent(id));
-    $("#job-name").textContent = j.name;
-    const state = $("#job-state");
-    state.textContent = j.state;
-    state.className = "badge " + j.state;
-    $("#job-message").textContent = j.message;
-    const dl = $("#job-summary");
-    dl.replaceChildren();
-    for (const [k, v] of [["ID", j.id], ["User", j.user], ["Group", j.group], ["Queue", j.queue], ["Priority", j.priority],
-      ["Gang", j.gang + " of " + j.replicas + " replicas"], ["Restarts", j.restarts + " (limit " + j.spec.backoff_limit + ")"],
-      ["Created", when(j.created_ms)], ["Started", when(j.started_ms)], ["Finished", when(j.finished_ms)],
-      ["Run time", duration(j.started_ms, j.finished_ms)]]) {
-      dl.appendChild(el("dt", k));
-      dl.appendChild(el("dd", v));
-    }
-    $("#cancel").disabled = ["Succeeded", "Failed", "Cancelled"].includes(j.state);
-    const tasks = $("#tasks-table tbody");
-    tasks.replaceChildren();
-    for (const t of j.spec.tasks) {
-      const r = t.resources || {};
-      tasks.appendChild(row([t.role, t.replicas, t.command.concat(t.args || []).join(" "), r.cpu, r.memory, r.gpu, t.restart_policy]));
-    }
-    const reps = $("#replicas-table tbody");
-    reps.replaceChildren();
-    for (const r of j.replica_attempts) {
-      const exit = r.signal !== null && r.signal !== undefined ? "signal " + r.signal : (r.exit_code ?? "");
-      const u = r.usage || {};
-      const tr = row([r.role + "-" + r.index, r.attempt, badge(r.state), r.pid, exit,
-        u.user_cpu_ms !== undefined ? ((u.user_cpu_ms + u.system_cpu_ms) / 1000).toFixed(2) + " s" : "",
-        u.max_rss_kib !== undefined ? bytes(u.max_rss_kib * 1024) : "", when(r.started_ms), when(r.finished_ms), r.message]);
-      tr.dataset.replica = r.role + "-" + r.index;
-      tr.dataset.state = r.state;
-      reps.appendChild(tr);
-    }
-    const events = $("#events-table tbody");
-    events.replaceChildren();
-    for (const e of j.events) events.appendChild(row([e.kind, e.reason, e.count, ago(e.last_ms), e.message]));
-    const conds = $("#conditions");
-    conds.replaceChildren();
-    for (const c of j.conditions) {
-      const li = el("li");
-      li.appendChild(badge(c.state));
-      li.appendChild(el("span", " " + when(c.time_ms) + " — " + c.reason + ": " + c.message));
-      conds.appendChild(li);
-    }
-    // The log picker lists every replica of the spec; keep the user's choice across refreshes.
-    const picker = $("#log-replica");
-    const keep = picker.value;
-    picker.replaceChildren();
-    for (const t of j.spec.tasks) for (let i = 0; i < t.replicas; i++) {
-      const o = el("option", t.role + "-" + i);
-      o.value = t.role + ":" + i;
-      picker.appendChild(o);
-    }
-    if (keep) picker.value = keep;
-    if (first) { first = false; followLog(j.id); }
-    return j;
-  };
-  $("#cancel").onclick = async () => {
-    if (!confirm("Cancel this job? Its processes get SIGTERM, then SIGKILL.")) return;
-    try {
-      await api("/api/v1/jobs/" + encodeURIComponent(id) + "/cancel", { method: "POST" });
-      await load();
-    } catch (e) { $("#job-error").textContent = e.message; }
-  };
-  $("#log-replica").onchange = () => followLog(id);
-  try { await load(); } catch (e) { $("#job-error").textContent = e.message; return; }
-  refreshTimer = setInterval(() => load().catch(() => {}), 2000);
+  const hash = "#/jobs" + (s ? "?" + s : "");
+  if (location.hash !== hash) location.hash = hash;
 }
 
-// Streams the chosen replica's log (follow=true) into the panel; a new choice restarts it.
-async function followLog(id) {
+$("#filters").addEventListener("submit", (e) => { e.preventDefault(); applyFilters(); });
+$("#filter-state").addEventListener("change", applyFilters);
+$("#filter-queue").addEventListener("change", applyFilters);
+$("#filter-user").addEventListener("change", applyFilters);
+
+// ------------------------------------------------------------------ one job
+
+function summary(j) {
+  const dl = $("#job-summary");
+  dl.replaceChildren();
+  const items = [["ID", el("code", j.id)], ["User", j.user], ["Group", j.group],
+    ["Queue", link(j.queue, "#/jobs?queue=" + encodeURIComponent(j.queue))], ["Priority", j.priority],
+    ["Gang", j.gang + " of " + j.replicas + " replica" + (j.replicas === 1 ? "" : "s")],
+    ["Restarts", j.restarts + " of at most " + j.spec.backoff_limit],
+    ["Created", timeEl(j.created_ms)], ["Queued", timeEl(j.queued_ms)], ["Started", timeEl(j.started_ms)],
+    ["Finished", timeEl(j.finished_ms)]];
+  if (j.started_ms) items.push(["Run time", duration(j.started_ms, j.finished_ms)]);
+  else if (!FINAL.includes(j.state)) items.push(["Waiting for", duration(j.queued_ms || j.created_ms, null)]);
+  if (j.spec.active_deadline_seconds) items.push(["Deadline", human(j.spec.active_deadline_seconds) + " after start"]);
+  for (const [k, v] of items) {
+    dl.appendChild(el("dt", k));
+    const dd = el("dd");
+    if (v instanceof Node) dd.appendChild(v); else dd.textContent = String(v);
+    dl.appendChild(dd);
+  }
+}
+
+function tasks(j) {
+  const body = $("#tasks-table tbody");
+  body.replaceChildren();
+  for (const t of j.spec.tasks) {
+    const r = t.resources || {};
+    const tr = row([t.role, t.replicas, el("code", commandLine((t.command || []).concat(t.args || []))),
+      r.cpu, r.memory && r.memory !== "0" ? r.memory : "—", r.gpu || "—", t.restart_policy]);
+    tr.dataset.role = t.role;
+    body.appendChild(tr);
+  }
+}
+
+// Newest attempt first within each replica, replicas in spec order.
+function sortedAttempts(j) {
+  const roles = j.spec.tasks.map((t) => t.role);
+  return j.replica_attempts.slice().sort((a, b) =>
+    roles.indexOf(a.role) - roles.indexOf(b.role) || a.index - b.index || b.attempt - a.attempt);
+}
+
+function attempts(j) {
+  const body = $("#replicas-table tbody");
+  body.replaceChildren();
+  const list = sortedAttempts(j);
+  for (const r of list) {
+    const u = r.usage || {};
+    const cpu = isNum(u.user_cpu_ms) ? ((u.user_cpu_ms + (u.system_cpu_ms || 0)) / 1000).toFixed(2) + " s" : "";
+    const rss = isNum(u.max_rss_kib) ? bytes(u.max_rss_kib * 1024) : "";
+    const name = r.role + "-" + r.index;
+    const pick = link(name, "#");
+    pick.title = "show this attempt's log";
+    pick.addEventListener("click", (e) => { e.preventDefault(); chooseLog(r.role, r.index, r.attempt); });
+    const tr = row([pick, r.attempt, badge(r.state), r.node, r.pid, exitText(r), cpu, rss,
+      timeEl(r.started_ms), r.started_ms ? duration(r.started_ms, r.finished_ms) : "", r.message]);
+    tr.dataset.replica = name;
+    tr.dataset.attempt = r.attempt;
+    tr.dataset.state = r.state;
+    tr.lastChild.className = "message";
+    body.appendChild(tr);
+  }
+  $("#replicas-empty").hidden = list.length > 0;
+}
+
+function conditions(j) {
+  const ol = $("#conditions");
+  ol.replaceChildren();
+  let previous = null;
+  for (const c of j.conditions) {
+    const li = el("li");
+    li.dataset.state = c.state;
+    li.appendChild(badge(c.state));
+    li.appendChild(document.createTextNode(" "));
+    li.appendChild(timeEl(c.time_ms));
+    if (previous) li.appendChild(el("span", " (+" + human((c.time_ms - previous) / 1000) + ")", "muted"));
+    li.appendChild(el("div", c.reason + (c.message ? ": " + c.message : ""), "message"));
+    ol.appendChild(li);
+    previous = c.time_ms;
+  }
+}
+
+function events(j) {
+  const body = $("#events-table tbody");
+  body.replaceChildren();
+  for (const e of j.events) {
+    const tr = row([el("span", e.kind, "kind " + e.kind), e.reason, "×" + e.count, timeEl(e.first_ms), timeEl(e.last_ms), e.message]);
+    tr.dataset.reason = e.reason;
+    tr.lastChild.className = "message";
+    body.appendChild(tr);
+  }
+}
+
+// The log pickers: every replica of the spec, and the attempts seen of the chosen one.
+function logPickers(j) {
+  const replica = $("#log-replica");
+  const names = [];
+  for (const t of j.spec.tasks) for (let i = 0; i < t.replicas; i++) names.push(t.role + ":" + i);
+  if (Array.from(replica.options).map((o) => o.value).join("\n") !== names.join("\n")) {
+    const keep = replica.value;
+    replica.replaceChildren();
+    for (const n of names) {
+      const o = el("option", n.replace(":", "-"));
+      o.value = n;
+      replica.appendChild(o);
+    }
+    if (names.includes(keep)) replica.value = keep;
+  }
+  const [role, index] = replica.value.split(":");
+  const tries = j.replica_attempts.filter((r) => r.role === role && String(r.index) === index)
+    .map((r) => String(r.attempt)).sort((a, b) => b - a);
+  const attempt = $("#log-attempt");
+  const want = ["", ...tries];
+  if (Array.from(attempt.options).map((o) => o.value).join("\n") !== want.join("\n")) {
+    const keep = attempt.value;
+    attempt.replaceChildren();
+    for (const a of want) {
+      const o = el("option", a === "" ? "latest attempt" : "attempt " + a);
+      o.value = a;
+      attempt.appendChild(o);
+    }
+    attempt.value = want.includes(keep) ? keep : "";
+  }
+  return tries.length ? Number(tries[0]) : null;
+}
+
+function chooseLog(role, index, attempt) {
+  $("#log-replica").value = role + ":" + index;
+  const o = Array.from($("#log-attempt").options).find((x) => x.value === String(attempt));
+  if (!o) {
+    const added = el("option", "attempt " + attempt);
+    added.value = String(attempt);
+    $("#log-attempt").appendChild(added);
+  }
+  $("#log-attempt").value = String(attempt);
+  followLog($("#job-view").dataset.jobId);
+}
+
+// Streams the chosen replica's log (follow=true) into the panel, keeping the view at the
+// bottom while the user has not scrolled up. A new choice restarts the stream.
+async function followLog(id, force) {
   const [role, index] = ($("#log-replica").value || ":0").split(":");
-  const key = id + "/" + role + "/" + index;
-  if (currentLog === key) return;
-  if (logAbort) logAbort.abort();
-  currentLog = key;
+  const attempt = $("#log-attempt").value;
+  if (!force && log && log.job === id && log.role === role && log.index === index && log.attempt === attempt) return;
+  stopLog();
   const controller = new AbortController();
-  logAbort = controller;
+  const me = { job: id, role, index, attempt, controller, ended: false, seenAttempt: null };
+  log = me;
   const pre = $("#log");
-  pre.textContent = "";
+  pre.replaceChildren();
+  const text = document.createTextNode("");
+  pre.appendChild(text);
   const status = $("#log-status");
-  status.textContent = "following…";
+  status.textContent = "connecting…";
   const params = new URLSearchParams({ follow: "true", index: index || "0" });
   if (role) params.set("role", role);
+  if (attempt !== "") params.set("attempt", attempt);
   try {
-    const response = await api("/api/v1/jobs/" + encodeURIComponent(id) + "/logs?" + params.toString(), { signal: controller.signal });
+    const response = await api("/api/v1/jobs/" + encodeURIComponent(id) + "/logs?" + params.toString(),
+      { signal: controller.signal });
+    if (log !== me) return;
+    status.textContent = "following";
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     for (;;) {
       const { value, done } = await reader.read();
+      if (log !== me) return;
       if (done) break;
-      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-      pre.appendChild(document.createTextNode(decoder.decode(value, { stream: true })));
+      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
+      text.appendData(decoder.decode(value, { stream: true }));
+      if (text.length > LOG_LIMIT) text.deleteData(0, text.length - LOG_LIMIT);
       if (atBottom) pre.scrollTop = pre.scrollHeight;
     }
-    status.textContent = "ended";
+    text.appendData(decoder.decode());
+    status.textContent = "ended" + (text.length ? "" : " (empty log)");
   } catch (e) {
-    if (e.name !== "AbortError") status.textContent = e.message;
+    if (log === me && e.name !== "AbortError") status.textContent = e.message;
   }
+  if (log === me) me.ended = true;
 }
 
-// ---------------------------------------------------------------- queues
+async function renderJob(id) {
+  show("job-view");
+  const view = $("#job-view");
+  view.dataset.jobId = id;
+  for (const s of ["#job-name", "#job-message", "#job-error", "#cancel-error", "#job-state", "#log-status"]) $(s).textContent = "";
+  for (const s of ["#tasks-table tbody", "#replicas-table tbody", "#events-table tbody", "#conditions", "#job-summary", "#log", "#log-replica"]) $(s).replaceChildren();
+  $("#log-attempt").replaceChildren(Object.assign(el("option", "latest attempt"), { value: "" }));
+  $("#job-state").removeAttribute("data-state");
+  $("#cancel").disabled = true;
+  let job = null;
+  const load = async (gen) => {
+    const j = await apiJson("/api/v1/jobs/" + encodeURIComponent(id));
+    if (gen !== generation) return;
+    job = j;
+    document.title = j.name + " · mofang";
+    $("#job-name").textContent = j.name;
+    const state = $("#job-state");
+    state.textContent = j.state;
+    state.dataset.state = j.state;
+    $("#job-message").textContent = j.message;
+    $("#cancel").disabled = FINAL.includes(j.state);
+    summary(j);
+    tasks(j);
+    attempts(j);
+    conditions(j);
+    events(j);
+    const latest = logPickers(j);
+    if (!log) {
+      followLog(j.id);
+    } else if (log.attempt === "" && latest !== null) {
+      // Following the latest attempt: when the replica was restarted, follow the new one.
+      if (log.seenAttempt === null) log.seenAttempt = latest;
+      else if (log.ended && latest > log.seenAttempt) followLog(j.id, true);
+    }
+  };
+  $("#cancel").onclick = async () => {
+    if (!job || !confirm("Cancel job " + job.name + " (" + job.id + ")? Its processes get SIGTERM, then SIGKILL.")) return;
+    $("#cancel").disabled = true;
+    setError("#cancel-error", null);
+    try {
+      await api("/api/v1/jobs/" + encodeURIComponent(id) + "/cancel", { method: "POST" });
+      await load(generation);
+    } catch (e) {
+      setError("#cancel-error", e);
+      $("#cancel").disabled = !!job && FINAL.includes(job.state);
+    }
+  };
+  $("#log-replica").onchange = () => {
+    $("#log-attempt").value = "";
+    if (job) logPickers(job);
+    followLog(id);
+  };
+  $("#log-attempt").onchange = () => followLog(id);
+  await every(load, "#job-error");
+}
 
-function meter(allocated, capability, guarantee, deserved, fmt) {
-  const cell = el("div");
+// ------------------------------------------------------------------ queues
+
+// A bar scaled to `full` (capability, or the cluster total when the queue has none): the fill
+// is what is allocated, the marks the guarantee and the deserved share.
+function meter(resource, allocated, capability, guarantee, deserved, clusterTotal, fmt) {
+  const box = el("div", null, "meter");
+  box.dataset.resource = resource;
+  const full = isNum(capability) ? capability : isNum(clusterTotal) && clusterTotal > 0 ? clusterTotal
+    : Math.max(allocated || 0, guarantee || 0, isNum(deserved) ? deserved : 0, 1);
+  const pct = (v) => Math.min(100, (100 * v) / (full || 1)) + "%";
   const bar = el("div", null, "bar");
-  const cap = capability === null || capability === undefined ? null : capability;
-  const scale = cap || Math.max(allocated || 0, guarantee || 0, deserved || 0, 1);
   const fill = el("div", null, "fill");
-  fill.style.width = Math.min(100, 100 * (allocated || 0) / scale) + "%";
+  fill.style.width = full ? pct(allocated || 0) : "0%";
   bar.appendChild(fill);
   if (guarantee) {
-    const g = el("div", null, "guarantee");
-    g.style.left = Math.min(100, 100 * guarantee / scale) + "%";
+    const g = el("div", null, "mark guarantee");
+    g.style.left = pct(guarantee);
+    g.title = "guarantee " + fmt(guarantee);
     bar.appendChild(g);
   }
-  cell.appendChild(bar);
-  cell.appendChild(el("span", fmt(allocated || 0) + " / " + (deserved === null || deserved === undefined ? "–" : fmt(deserved)) + " / " + fmt(cap) + (guarantee ? " (guaranteed " + fmt(guarantee) + ")" : ""), "amount"));
-  return cell;
+  if (isNum(deserved) && deserved > 0) {
+    const d = el("div", null, "mark deserved");
+    d.style.left = pct(deserved);
+    d.title = "deserved " + fmt(deserved);
+    bar.appendChild(d);
+  }
+  box.appendChild(bar);
+  box.appendChild(el("div", fmt(allocated || 0) + (isNum(capability) ? " of " + fmt(capability) : " (no cap)"), "amount"));
+  const notes = [];
+  if (guarantee) notes.push("guaranteed " + fmt(guarantee));
+  if (deserved !== undefined) notes.push("deserved " + (isNum(deserved) ? fmt(deserved) : "∞"));
+  if (notes.length) box.appendChild(el("div", notes.join(" · "), "amount muted"));
+  return box;
 }
 
 async function renderQueues() {
   show("queues-view");
-  const load = async () => {
+  await every(async (gen) => {
     const [data, cluster] = await Promise.all([apiJson("/api/v1/queues"), apiJson("/api/v1/cluster")]);
-    const n = cluster.nodes[0];
-    $("#cluster").textContent = "Node " + n.name + ": " + cores(n.allocated.cpu_millis) + " of " + cores(n.allocatable.cpu_millis) +
-      " CPU, " + bytes(n.allocated.memory_bytes) + " of " + bytes(n.allocatable.memory_bytes) + " memory, " +
-      count(n.allocated.gpu) + " of " + count(n.allocatable.gpu) + " GPUs allocated; store: " + cluster.store;
+    if (gen !== generation) return;
+    const total = { cpu_millis: 0, memory_bytes: 0, gpu: 0 };
+    const nodes = $("#cluster-table tbody");
+    nodes.replaceChildren();
+    const lines = [];
+    for (const n of cluster.nodes) {
+      for (const k of Object.keys(total)) total[k] += n.allocatable[k] || 0;
+      const tr = row([n.name,
+        meter("cpu", n.allocated.cpu_millis, n.allocatable.cpu_millis, 0, undefined, null, cores),
+        meter("memory", n.allocated.memory_bytes, n.allocatable.memory_bytes, 0, undefined, null, bytes),
+        meter("gpu", n.allocated.gpu, n.allocatable.gpu, 0, undefined, null, count)]);
+      tr.dataset.node = n.name;
+      tr.dataset.allocatedCpu = n.allocated.cpu_millis || 0;
+      nodes.appendChild(tr);
+      lines.push("Node " + n.name + ": " + cores(n.allocated.cpu_millis) + " of " + cores(n.allocatable.cpu_millis) +
+        " CPU, " + bytes(n.allocated.memory_bytes) + " of " + bytes(n.allocatable.memory_bytes) + " memory, " +
+        count(n.allocated.gpu) + " of " + count(n.allocatable.gpu) + " GPUs allocated");
+    }
+    const live = Object.entries(cluster.live_jobs || {}).filter(([, v]) => v > 0).map(([k, v]) => v + " " + k);
+    lines.push("live jobs: " + (live.length ? live.join(", ") : "none") + "; metadata store: " + cluster.store);
+    $("#cluster").textContent = lines.join("; ");
     const body = $("#queues-table tbody");
     body.replaceChildren();
     for (const q of data.queues) {
-      const d = q.deserved || {};
-      const tr = row([q.name, q.group, q.weight,
-        meter(q.allocated.cpu_millis, q.capability.cpu_millis, q.guarantee.cpu_millis, d.cpu_millis, cores),
-        meter(q.allocated.memory_bytes, q.capability.memory_bytes, q.guarantee.memory_bytes, d.memory_bytes, bytes),
-        meter(q.allocated.gpu, q.capability.gpu, q.guarantee.gpu, d.gpu, count),
-        q.pending_jobs]);
+      const d = q.deserved || undefined;
+      const pending = q.pending_jobs
+        ? link(String(q.pending_jobs), "#/jobs?queue=" + encodeURIComponent(q.name) + "&state=Queued") : "0";
+      const tr = row([link(q.name, "#/jobs?queue=" + encodeURIComponent(q.name)), q.group || "—", q.weight,
+        meter("cpu", q.allocated.cpu_millis, q.capability.cpu_millis, q.guarantee.cpu_millis, d && d.cpu_millis, total.cpu_millis, cores),
+        meter("memory", q.allocated.memory_bytes, q.capability.memory_bytes, q.guarantee.memory_bytes, d && d.memory_bytes, total.memory_bytes, bytes),
+        meter("gpu", q.allocated.gpu, q.capability.gpu, q.guarantee.gpu, d && d.gpu, total.gpu, count),
+        pending]);
       tr.dataset.queue = q.name;
       tr.dataset.allocatedCpu = q.allocated.cpu_millis || 0;
+      tr.dataset.allocatedMemory = q.allocated.memory_bytes || 0;
+      tr.dataset.allocatedGpu = q.allocated.gpu || 0;
+      tr.dataset.pendingJobs = q.pending_jobs || 0;
       body.appendChild(tr);
     }
-  };
-  await load();
-  refreshTimer = setInterval(() => load().catch(() => {}), 2000);
+    $("#queues-updated").textContent = "updated " + new Date().toLocaleTimeString();
+  }, "#queues-error");
 }
 
-// ---------------------------------------------------------------- routing
+// ------------------------------------------------------------------ routing
 
 async function route() {
-  stopTimers();
+  stopAll();
+  banner("");
+  document.title = "mofang control plane";
   if (!token()) { showLogin(""); return; }
   $("#sign-out").hidden = false;
+  const gen = generation;
   try {
     if (!$("#who").textContent) {
       const me = await apiJson("/api/v1/whoami");
+      if (gen !== generation) return;
       $("#who").textContent = me.user + " (" + me.group + (me.admin ? ", admin" : "") + ")";
     }
-    const path = location.hash.replace(/^#/, "").split("?")[0];
-    const m = path.match(/^\/jobs\/(.+)$/);
-    if (m) await renderJob(decodeURIComponent(m[1]));
-    else if (path === "/queues") await renderQueues();
-    else await renderJobs();
   } catch (e) {
-    if (!(e instanceof ApiError && e.status === 401)) {
-      const p = el("p", e.message, "error");
-      document.querySelector("main").prepend(p);
-      setTimeout(() => p.remove(), 5000);
-    }
+    if (!(e instanceof ApiError && e.status === 401) && gen === generation) banner(e.message);
+    return;
   }
+  const path = location.hash.replace(/^#/, "").split("?")[0];
+  const m = path.match(/^\/jobs\/([^/]+)$/);
+  if (m) await renderJob(decodeURIComponent(m[1]));
+  else if (path === "/queues") await renderQueues();
+  else await renderJobs();
 }
 
 $("#login-form").addEventListener("submit", (e) => {
   e.preventDefault();
-  localStorage.setItem(TOKEN_KEY, $("#token-input").value.trim());
+  const value = $("#token-input").value.trim();
+  if (!value) return;
+  localStorage.setItem(TOKEN_KEY, value);
   $("#token-input").value = "";
+  $("#login-error").textContent = "";
   $("#who").textContent = "";
   route();
 });
