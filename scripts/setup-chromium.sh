@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs a headless-capable Chromium and its WebDriver (chromedriver) for the notebook
-# browser's page tests and the control plane's UI test, idempotently: does nothing when `chromium` (or
+# Installs a headless-capable Chromium for the notebook browser's page tests
+# (crates/notebook-browser/tests), idempotently: does nothing when `chromium` (or
 # `chromium-browser`) is already on PATH or $MOFANG_CHROMIUM names an executable. Otherwise, on
 # Debian/Ubuntu, installs the distribution's `chromium` package with apt-get (as root, or with
 # sudo when it needs no password); needs no terminal. Elsewhere it says what to install and fails.
@@ -10,9 +10,7 @@ set -euo pipefail
 if [ -n "${MOFANG_CHROMIUM:-}" ] && [ -x "${MOFANG_CHROMIUM}" ]; then
     exit 0
 fi
-# The control plane's UI test drives Chromium through WebDriver (chromedriver).
-if { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } &&
-    command -v chromedriver >/dev/null 2>&1; then
+if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -32,9 +30,9 @@ echo "setup-chromium: installing chromium with apt-get"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; } \
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
     </dev/null >"$log" 2>&1; then
     cat "$log" >&2
-    echo "setup-chromium: failed: apt-get install chromium chromium-driver" >&2
+    echo "setup-chromium: failed: apt-get install chromium" >&2
     exit 1
 fi

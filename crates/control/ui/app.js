@@ -19,7 +19,8 @@ let log = null; // the live log stream: {job, role, index, attempt, controller, 
 
 // ------------------------------------------------------------------ token bootstrap
 
-(function bootstrapToken() {
+// Runs at load and on every hash change (a #token= link opened in an already-open tab).
+function bootstrapToken() {
   const params = new URLSearchParams(location.search);
   let token = params.get("token");
   let hash = location.hash;
@@ -33,8 +34,9 @@ let log = null; // the live log stream: {job, role, index, attempt, controller, 
     localStorage.setItem(TOKEN_KEY, token);
     const rest = params.toString();
     history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + hash);
+    $("#who").textContent = "";
   }
-})();
+}
 
 function token() { return localStorage.getItem(TOKEN_KEY); }
 
@@ -614,6 +616,7 @@ async function renderQueues() {
 // ------------------------------------------------------------------ routing
 
 async function route() {
+  bootstrapToken();
   stopAll();
   banner("");
   document.title = "mofang control plane";

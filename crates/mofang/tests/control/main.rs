@@ -862,3 +862,34 @@ async fn the_openapi_document_describes_every_route() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_jobs_run() {
+    let plane = Plane::start();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/jobs");
+    for file in ["hello.yaml", "ddp.yaml"] {
+        let out = plane.cli(
+            &plane.admin,
+            &["job", "submit", &format!("{examples}/{file}"), "-o", "json"],
+        );
+        assert!(out.status.success(), "{file}: {}", stderr(&out));
+        let job: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+        let id = job["id"].as_str().expect("id");
+        plane.wait_state(&plane.admin, id, "Succeeded", 60).await;
+    }
+    let hello = log(&plane, &plane.admin, "hello", "worker", 1).await;
+    assert_eq!(hello.trim(), "hello from worker 1 (rank 1 of 2)");
+    // The DDP-shaped gang met: both workers reached the master's port.
+    let master = log(&plane, &plane.admin, "ddp", "master", 0).await;
+    assert!(master.contains("all ranks joined"), "{master}");
+    for rank in [1, 2] {
+        assert!(master.contains(&format!("joined: rank {rank}")), "{master}");
+    }
+    // The gang larger than this 2-CPU test server is refused with the reason.
+    let out = plane.cli(
+        &plane.admin,
+        &["job", "submit", &format!("{examples}/big-gang.yaml")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cluster"), "{}", stderr(&out));
+}
