@@ -190,15 +190,21 @@ function stopAll() {
 }
 
 // Runs `load` now and every REFRESH_MS while this view is current; errors go to `errorSel`.
+// A reload still under way when the next is due is not overlapped (an older answer arriving
+// last would otherwise be drawn over a newer one).
 async function every(load, errorSel) {
   const gen = generation;
+  let busy = false;
   const tick = async () => {
-    if (gen !== generation) return;
+    if (gen !== generation || busy) return;
+    busy = true;
     try {
       await load(gen);
       if (gen === generation) setError(errorSel, null);
     } catch (e) {
       if (gen === generation && e.name !== "AbortError" && !(e instanceof ApiError && e.status === 401)) setError(errorSel, e);
+    } finally {
+      busy = false;
     }
   };
   await tick();
