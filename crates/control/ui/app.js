@@ -481,6 +481,24 @@ async function followLog(id, force) {
   if (log === me) me.ended = true;
 }
 
+// Starts, keeps or restarts the log stream for the chosen replica. A replica that has not
+// started has no log yet: nothing is requested until it has (no request left hanging).
+function syncLog(j) {
+  const latest = logPickers(j);
+  if (latest === null) {
+    if (log) stopLog();
+    $("#log").replaceChildren();
+    $("#log-status").textContent = "not started yet";
+  } else if (!log) {
+    followLog(j.id);
+    log.seenAttempt = latest;
+  } else if (log.attempt === "" && log.ended && latest > (log.seenAttempt ?? -1)) {
+    // Following the latest attempt, which ended, and the replica was restarted since.
+    followLog(j.id, true);
+    log.seenAttempt = latest;
+  }
+}
+
 async function renderJob(id) {
   show("job-view");
   const view = $("#job-view");
@@ -507,14 +525,7 @@ async function renderJob(id) {
     attempts(j);
     conditions(j);
     events(j);
-    const latest = logPickers(j);
-    if (!log) {
-      followLog(j.id);
-    } else if (log.attempt === "" && latest !== null) {
-      // Following the latest attempt: when the replica was restarted, follow the new one.
-      if (log.seenAttempt === null) log.seenAttempt = latest;
-      else if (log.ended && latest > log.seenAttempt) followLog(j.id, true);
-    }
+    syncLog(j);
   };
   $("#cancel").onclick = async () => {
     if (!job || !confirm("Cancel job " + job.name + " (" + job.id + ")? Its processes get SIGTERM, then SIGKILL.")) return;
@@ -530,10 +541,13 @@ async function renderJob(id) {
   };
   $("#log-replica").onchange = () => {
     $("#log-attempt").value = "";
-    if (job) logPickers(job);
-    followLog(id);
+    stopLog();
+    if (job) syncLog(job);
   };
-  $("#log-attempt").onchange = () => followLog(id);
+  $("#log-attempt").onchange = () => {
+    stopLog();
+    if (job) syncLog(job);
+  };
   await every(load, "#job-error");
 }
 

@@ -169,6 +169,8 @@ async fn pages_show_a_running_job_with_its_live_log_a_waiting_gang_and_queue_usa
         "{events} does not show {waiting}"
     );
     assert_eq!(browser.text("#job-state"), "Queued");
+    // No replica started: no log is requested (a request would hang until one starts).
+    assert_eq!(browser.text("#log-status"), "not started yet");
     browser.screenshot("ui-job-waiting.png");
 
     // Queues page: the default queue holds the running job's core, one job pends in it,
