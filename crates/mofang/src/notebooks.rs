@@ -16,7 +16,8 @@ pub enum NotebooksCommand {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The directory to browse. (s3://bucket/prefix roots are not supported yet.)
+    /// The directory to browse, or s3://bucket[/prefix] (endpoint and credentials from the
+    /// usual AWS_* variables).
     root: String,
     /// Address to listen on (default: this machine only; 0.0.0.0 for every interface).
     #[arg(long, env = "MOFANG_NOTEBOOKS_HOST", default_value = "127.0.0.1")]
@@ -43,8 +44,13 @@ pub async fn run(command: NotebooksCommand) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    // Errors name the root ("… does not exist", "… is not a directory", s3:// not supported).
+    // Errors name the root ("… does not exist", "… is not a directory", no such bucket, …);
+    // stat-ing the root makes a missing bucket or refused credentials fail here, not per request.
     let storage = mofang_notebook_browser::open_root(&args.root)?;
+    storage
+        .stat(&mofang_notebook_browser::RelPath::root())
+        .await
+        .with_context(|| format!("cannot open {}", args.root))?;
     let browser = Browser::new(
         storage,
         BrowserOptions {

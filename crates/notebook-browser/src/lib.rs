@@ -9,20 +9,23 @@
 //! - `GET /` — a redirect to `view/`.
 //!
 //! Every other method is refused with 405; errors are `{"error": "..."}` (HTML pages for
-//! `/view`). Files come from a [`Storage`] (today [`LocalDir`]; `s3://` roots are not supported
-//! yet). Paths are parsed into [`RelPath`]s, which cannot name anything outside the root, and
-//! [`LocalDir`] refuses symlinks that resolve outside it. The crate knows nothing of the CLI.
+//! `/view`). Files come from a [`Storage`]: a local directory ([`LocalDir`]) or the objects under
+//! an `s3://bucket/prefix` ([`S3Dir`]). Paths are parsed into [`RelPath`]s, which cannot name
+//! anything outside the root; [`LocalDir`] refuses symlinks that resolve outside it and
+//! [`S3Dir`] only ever asks for keys under its prefix. The crate knows nothing of the CLI.
 
 mod contents;
 mod http;
 mod path;
 pub mod render;
+mod s3;
 mod storage;
 
 use std::sync::Arc;
 
 pub use http::router;
 pub use path::RelPath;
+pub use s3::S3Dir;
 pub use storage::{BoxFuture, Entry, Kind, LocalDir, Storage};
 
 /// The crate's errors; each maps to one HTTP status (see [`Error::status`]).
@@ -149,12 +152,16 @@ pub async fn serve(
         .await
 }
 
-/// Opens a root given on the command line: a local directory, or (not supported yet) an
-/// `s3://bucket/prefix` URL, which gives [`Error::Unsupported`].
+/// Opens a root given on the command line: a local directory, or an `s3://bucket[/prefix]` URL
+/// (nothing is requested yet: `stat` the root to check the bucket). Other URL schemes give
+/// [`Error::Unsupported`].
 pub fn open_root(root: &str) -> Result<Arc<dyn Storage>> {
-    if root.starts_with("s3://") || root.contains("://") {
+    if root.starts_with("s3://") {
+        return Ok(Arc::new(S3Dir::new(root)?));
+    }
+    if root.contains("://") {
         return Err(Error::Unsupported(format!(
-            "{root}: only local directories are supported so far (s3:// roots are not implemented yet)"
+            "{root}: only local directories and s3://bucket/prefix are supported"
         )));
     }
     Ok(Arc::new(LocalDir::new(std::path::Path::new(root))?))

@@ -1,9 +1,9 @@
 //! Where the browsed files live: the [`Storage`] trait and its local-directory implementation.
 //!
 //! The trait is deliberately small and shaped like an object store (async, keys relative to a
-//! root, no open handles, no writes) so that an `s3://` implementation on the `object_store`
-//! crate fits it: `stat` is a HEAD (or a prefix listing for "directories"), `list` a delimited
-//! listing, `read` a GET.
+//! root, no open handles, no writes) so that the `s3://` implementation on the `object_store`
+//! crate ([`crate::S3Dir`]) fits it: `stat` is a HEAD (or a prefix listing for "directories"),
+//! `list` a delimited listing, `read` a GET.
 
 use std::fmt;
 use std::future::Future;
