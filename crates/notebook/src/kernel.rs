@@ -5,7 +5,7 @@
 //! (`shutdown_request` → wait → SIGTERM → wait → SIGKILL to the process group).
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +27,10 @@ const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
 const STDERR_TAIL_LINES: usize = 20;
 /// How long a send may wait for the kernel's socket to take a message.
 const SEND_WAIT: Duration = Duration::from_secs(10);
+/// How often the kernel's ports are tried while it starts.
+const PORT_POLL: Duration = Duration::from_millis(10);
+/// How often `kernel_info_request` is repeated until the kernel answers on shell and iopub.
+const READY_ROUND: Duration = Duration::from_millis(200);
 
 /// What ended one `execute_request`.
 #[derive(Debug)]
@@ -38,6 +42,56 @@ pub enum ExecEnd {
     TimedOut(Option<Value>),
     /// The kernel process exited or its sockets closed; the reason.
     Died(String),
+    /// The caller cancelled the run; the kernel was interrupted. The reply if one came in the
+    /// grace period (`None`: the kernel did not stop and must not be used again).
+    Cancelled(Option<Value>),
+}
+
+/// A kernel starting on its own task, so that the next run's kernel can start while the
+/// current run executes. Dropping it aborts the start and kills whatever was started.
+pub struct StartingKernel {
+    name: String,
+    task: tokio::task::JoinHandle<Result<Kernel>>,
+}
+
+impl std::fmt::Debug for StartingKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartingKernel")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StartingKernel {
+    /// Begins [`Kernel::start`] in the background.
+    pub fn spawn(spec: KernelSpec, cwd: Option<PathBuf>, start_timeout: Duration) -> Self {
+        let name = spec.name.clone();
+        let task =
+            tokio::spawn(async move { Kernel::start(&spec, cwd.as_deref(), start_timeout).await });
+        StartingKernel { name, task }
+    }
+
+    /// The kernelspec's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits until the kernel answers (or its start failed).
+    pub async fn ready(mut self) -> Result<Kernel> {
+        match (&mut self.task).await {
+            Ok(started) => started,
+            Err(e) => Err(Error::KernelStart {
+                name: self.name.clone(),
+                why: format!("the start task ended: {e}"),
+            }),
+        }
+    }
+}
+
+impl Drop for StartingKernel {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// A running kernel. Dropping it kills the process group; call [`Kernel::shutdown`] to stop it
@@ -66,11 +120,47 @@ impl std::fmt::Debug for Kernel {
     }
 }
 
+/// Ports this process handed to kernels, so that kernels starting at the same time never get
+/// the same one.
+static HANDED_OUT: Mutex<std::collections::BTreeSet<u16>> =
+    Mutex::new(std::collections::BTreeSet::new());
+/// Where [`free_ports`] looks first: below Linux's ephemeral range (32768-60999 by default).
+const QUIET_PORTS: std::ops::Range<u16> = 20_000..32_768;
+
+/// `n` distinct free local ports for a kernel to bind. A port the OS picks for `bind(0)` comes
+/// from the ephemeral range, where any outgoing connection (ours to another kernel, say) may
+/// take it again before the kernel binds it ("Address already in use"); so the ports are picked
+/// at random below that range, tried with a bind, and never handed out twice by this process.
+/// If that finds too few, the OS picks.
 fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    // Hold all listeners until every port is chosen so the five differ.
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut handed = HANDED_OUT
+        .lock()
+        .map_err(|_| std::io::Error::other("the port registry is poisoned"))?;
+    if handed.len() > 20_000 {
+        handed.clear();
+    }
+    let span = u128::from(QUIET_PORTS.end - QUIET_PORTS.start);
+    // Hold every listener until all are chosen so the ports differ.
+    let mut listeners = Vec::with_capacity(n);
+    for _ in 0..n * 50 {
+        if listeners.len() == n {
+            break;
+        }
+        let offset = u16::try_from(uuid::Uuid::new_v4().as_u128() % span).unwrap_or(0);
+        let port = QUIET_PORTS.start + offset;
+        if handed.contains(&port) {
+            continue;
+        }
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            handed.insert(port);
+            listeners.push(l);
+        }
+    }
+    while listeners.len() < n {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        handed.insert(l.local_addr()?.port());
+        listeners.push(l);
+    }
     listeners
         .iter()
         .map(|l| l.local_addr().map(|a| a.port()))
@@ -174,6 +264,12 @@ impl Kernel {
         let mut kernel_guard = PartialKernel { pid, done: false };
         let connect = async {
             let url = |port: u16| format!("tcp://127.0.0.1:{port}");
+            // zeromq retries a refused connect with exponential backoff (50 ms doubling), which
+            // can leave a kernel that took 1 s to bind unreached for another second; poll the
+            // ports at a short fixed interval instead (as libzmq's 100 ms reconnect interval).
+            for port in [ports[0], ports[1], ports[3]] {
+                wait_listening(port).await;
+            }
             let mut shell = zeromq::DealerSocket::new();
             shell.connect(&url(ports[0])).await?;
             let mut iopub = zeromq::SubSocket::new();
@@ -244,7 +340,7 @@ impl Kernel {
             let request = self.session.request("kernel_info_request", json!({}));
             let id = request.msg_id().to_owned();
             self.send_shell(&request).await?;
-            let round = (Instant::now() + Duration::from_millis(500)).min(deadline);
+            let round = (Instant::now() + READY_ROUND).min(deadline);
             loop {
                 if replied && iopub_seen {
                     return Ok(());
@@ -324,6 +420,20 @@ impl Kernel {
         &mut self,
         code: &str,
         timeout: Option<Duration>,
+        on_output: impl FnMut(&Message),
+    ) -> ExecEnd {
+        let (_never, mut cancel) = watch::channel(false);
+        self.execute_cancellable(code, timeout, &mut cancel, on_output)
+            .await
+    }
+
+    /// [`Kernel::execute`] that also interrupts the cell when `cancel` turns `true` (and ends
+    /// with [`ExecEnd::Cancelled`]).
+    pub async fn execute_cancellable(
+        &mut self,
+        code: &str,
+        timeout: Option<Duration>,
+        cancel: &mut watch::Receiver<bool>,
         mut on_output: impl FnMut(&Message),
     ) -> ExecEnd {
         if let Some(why) = self.exit_reason() {
@@ -348,10 +458,13 @@ impl Kernel {
         let mut idle = false;
         let mut deadline = timeout.map(|t| Instant::now() + t);
         let mut timed_out = false;
+        let mut cancelled = false;
         let mut exit = self.exit.clone();
         loop {
             if idle && let Some(content) = reply.take() {
-                return if timed_out {
+                return if cancelled {
+                    ExecEnd::Cancelled(Some(content))
+                } else if timed_out {
                     ExecEnd::TimedOut(Some(content))
                 } else {
                     ExecEnd::Done(content)
@@ -385,7 +498,16 @@ impl Kernel {
                     None => return ExecEnd::Died(self.died_reason("the iopub channel closed").await),
                 },
                 why = wait_exit(&mut exit) => return ExecEnd::Died(why),
+                () = wait_cancel(cancel), if !cancelled && !timed_out => {
+                    cancelled = true;
+                    tracing::warn!("run cancelled; interrupting the kernel");
+                    self.interrupt().await;
+                    deadline = Some(Instant::now() + INTERRUPT_GRACE);
+                }
                 () = sleep => {
+                    if cancelled {
+                        return ExecEnd::Cancelled(None);
+                    }
                     if timed_out {
                         return ExecEnd::TimedOut(None);
                     }
@@ -489,6 +611,23 @@ fn with_tail(why: String, tail: &Arc<Mutex<VecDeque<String>>>) -> String {
         why
     } else {
         format!("{why}; its stderr ended with: {}", last.join(" | "))
+    }
+}
+
+/// Resolves once something accepts TCP connections on the local `port`.
+async fn wait_listening(port: u16) {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(PORT_POLL).await;
+    }
+}
+
+/// Resolves once `cancel` is `true`; never when its sender is gone.
+pub async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
