@@ -9,8 +9,6 @@ use anyhow::{Context as _, bail};
 use clap::{ArgAction, Args};
 use mofang_notebook::{Input, Observer, Outcome, Output, Params, RunOptions, Value};
 
-mod sweep;
-
 /// Exit status other than 1 for a failed run (papermill exits 138 when the kernel died).
 #[derive(Debug)]
 pub struct Exit {
@@ -28,28 +26,19 @@ impl std::error::Error for Exit {}
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Input notebook (`-`: standard input; optional when stdin is a pipe).
+    /// Input notebook: a path, s3://bucket/key, or `-` for standard input (optional when stdin
+    /// is a pipe).
     notebook_path: Option<String>,
-    /// Output notebook (`-`: standard output; the default when stdout is not a terminal); with
-    /// --grid, the directory for the runs' notebooks and the summary.
+    /// Output notebook: a path, s3://bucket/key, or `-` for standard output (the default when
+    /// stdout is not a terminal).
     output_path: Option<String>,
-    /// Run a sweep: one run per parameter set of this YAML/JSON file (a list of maps, or a map
-    /// of lists for their cartesian product), over the other parameter flags.
-    #[arg(long, value_name = "FILE")]
-    grid: Option<PathBuf>,
-    /// With --grid: runs at a time, each on a fresh kernel started ahead.
-    #[arg(short = 'j', long, default_value_t = 1, value_name = "N")]
-    jobs: usize,
-    /// With --grid: skip runs whose output notebook already completed with the same parameters.
-    #[arg(long)]
-    resume: bool,
     /// Parameter NAME VALUE; VALUE is typed as papermill types it: True/False/None, int, float, else string.
     #[arg(short = 'p', long = "parameters", num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append, allow_hyphen_values = true)]
     parameters: Vec<String>,
     /// Parameter NAME VALUE, VALUE kept as a string.
     #[arg(short = 'r', long = "parameters_raw", visible_alias = "parameters-raw", num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append, allow_hyphen_values = true)]
     parameters_raw: Vec<String>,
-    /// YAML file of parameters.
+    /// YAML file of parameters (a local path or s3://bucket/key).
     #[arg(short = 'f', long = "parameters_file", visible_alias = "parameters-file", action = ArgAction::Append)]
     parameters_file: Vec<PathBuf>,
     /// YAML string of parameters.
@@ -143,7 +132,7 @@ fn collect_parameters(args: &RunArgs, input: &str, output: &str) -> anyhow::Resu
         params.update_from_base64(encoded)?;
     }
     for file in &args.parameters_file {
-        let text = std::fs::read_to_string(file)
+        let text = read_parameters_file(file)
             .with_context(|| format!("-f/--parameters_file {}", file.display()))?;
         params.update_from_yaml(&text, &format!("-f {}", file.display()))?;
     }
@@ -163,17 +152,26 @@ fn collect_parameters(args: &RunArgs, input: &str, output: &str) -> anyhow::Resu
     Ok(params)
 }
 
+/// A `-f` file: a local path or an `s3://bucket/key` object (read on this runtime's thread
+/// pool, so `collect_parameters` stays synchronous).
+fn read_parameters_file(file: &std::path::Path) -> anyhow::Result<String> {
+    if let Some(url) = file
+        .to_str()
+        .filter(|f| mofang_notebook::storage::S3Url::is_s3(f))
+    {
+        let bytes = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(mofang_notebook::storage::read_arg(url))
+        })?;
+        return String::from_utf8(bytes.to_vec()).context("not UTF-8 text");
+    }
+    Ok(std::fs::read_to_string(file)?)
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(engine) = args.engine.as_deref()
         && engine != "nbclient"
     {
         bail!("--engine: no engine named `{engine}` (only nbclient)");
-    }
-    if let Some(grid) = &args.grid {
-        return sweep::run(&args, grid).await;
-    }
-    if args.resume || args.jobs != 1 {
-        bail!("--resume and -j/--jobs need --grid FILE");
     }
     let input_piped = stdin_is_pipe();
     let output_piped = !std::io::stdout().is_terminal();
@@ -203,16 +201,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Ok(Duration::from_secs(seconds))
     };
     let options = RunOptions {
-        input: if input == "-" {
-            Input::Stdin
-        } else {
-            Input::File(PathBuf::from(&input))
-        },
-        output: if output == "-" {
-            Output::Stdout
-        } else {
-            Output::File(PathBuf::from(&output))
-        },
+        input: Input::from_arg(&input),
+        output: Output::from_arg(&output),
         parameters: params,
         kernel_name: args.kernel.clone(),
         language: args.language.clone(),
@@ -264,11 +254,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "{} timed out after {seconds} s (--execution-timeout) and was interrupted (the output notebook {output} records it)",
             shown(cell_index)
         ),
-        Outcome::Cancelled { .. } => Err(Exit {
-            code: 130,
-            message: format!("interrupted (the output notebook {output} records it)"),
-        }
-        .into()),
         Outcome::KernelDied { cell_index, why } => Err(Exit {
             code: 138,
             message: format!(

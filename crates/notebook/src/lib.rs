@@ -21,14 +21,12 @@ pub mod outputs;
 pub mod params;
 pub mod record;
 pub mod run;
-pub mod sweep;
+pub mod storage;
 pub mod translate;
 pub mod wire;
 
 pub use params::{Params, Value};
-pub use run::{
-    Input, Observer, Outcome, Output, Quiet, RunHooks, RunOptions, run_notebook, run_notebook_with,
-};
+pub use run::{Input, Observer, Outcome, Output, Quiet, RunOptions, run_notebook};
 
 /// Errors before or outside a notebook's execution.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +41,9 @@ pub enum Error {
     InvalidNotebook { what: String, why: String },
     #[error("{what}: {why}")]
     InvalidParameters { what: String, why: String },
-    #[error("{what}: {why}")]
-    InvalidGrid { what: String, why: String },
+    /// An `s3://` location: a malformed URL, a missing bucket or object, refused credentials.
+    #[error("{url}: {why}")]
+    Storage { url: String, why: String },
     #[error("output path {path}: {why}")]
     PathFormat { path: String, why: String },
     #[error("no kernel name in the notebook's metadata.kernelspec.name; give one with -k/--kernel")]

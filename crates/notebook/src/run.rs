@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::document::{Notebook, cell_tags, new_code_cell};
-use crate::kernel::{ExecEnd, Kernel, StartingKernel, wait_cancel};
+use crate::kernel::{ExecEnd, Kernel};
 use crate::kernelspec::find_kernel_spec;
 use crate::outputs::Outputs;
 use crate::params::{Params, Value as Param};
@@ -24,6 +24,8 @@ pub enum Input {
     File(PathBuf),
     /// `-`: standard input.
     Stdin,
+    /// `s3://bucket/key` (after `{parameter}` fields are filled in), read with one GET.
+    S3(String),
 }
 
 /// Where the executed notebook goes.
@@ -33,6 +35,9 @@ pub enum Output {
     File(PathBuf),
     /// `-`: standard output, written once at the end.
     Stdout,
+    /// `s3://bucket/key`: each save replaces the object whole (one PUT), at most once a second
+    /// while the run goes on, and always at the end ([`crate::storage`]).
+    S3(String),
 }
 
 /// What to run and how (papermill's `execute_notebook` arguments).
@@ -69,20 +74,6 @@ pub trait Observer: Send {
     fn notebook_finished(&mut self) {}
 }
 
-/// What a caller such as a sweep hands to one run besides its options.
-#[derive(Debug, Default)]
-pub struct RunHooks {
-    /// A kernel started ahead; used when its kernelspec is the one the notebook needs (else it
-    /// is dropped, which kills it, and a kernel is started as usual).
-    pub kernel: Option<StartingKernel>,
-    /// When this turns `true` the run stops: the running cell is interrupted, no further cell
-    /// starts, and the run ends as [`Outcome::Cancelled`].
-    pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
-    /// Log the run's input, output and kernel at debug level instead of info (a sweep reports
-    /// its own progress).
-    pub quiet: bool,
-}
-
 /// An observer that does nothing.
 #[derive(Debug, Default)]
 pub struct Quiet;
@@ -110,10 +101,6 @@ pub enum Outcome {
         cell_index: usize,
         why: String,
     },
-    /// [`RunHooks::cancel`] stopped the run, in this cell or before the kernel was ready.
-    Cancelled {
-        cell_index: Option<usize>,
-    },
 }
 
 impl Outcome {
@@ -125,15 +112,6 @@ impl Outcome {
 /// Runs a notebook. Bad input (unreadable or invalid notebook, unknown kernel, parameters that
 /// cannot be translated) is an `Err` before anything is written.
 pub async fn run_notebook(opts: &RunOptions, observer: &mut dyn Observer) -> Result<Outcome> {
-    run_notebook_with(opts, observer, RunHooks::default()).await
-}
-
-/// [`run_notebook`] with a kernel started ahead and/or a cancellation signal.
-pub async fn run_notebook_with(
-    opts: &RunOptions,
-    observer: &mut dyn Observer,
-    hooks: RunHooks,
-) -> Result<Outcome> {
     let (input_label, input_bytes) = match &opts.input {
         Input::File(path) => {
             let formatted = format_path(&path.to_string_lossy(), &opts.parameters)?;
@@ -156,6 +134,11 @@ pub async fn run_notebook_with(
             })?;
             ("-".to_owned(), bytes)
         }
+        Input::S3(url) => {
+            let formatted = format_path(url, &opts.parameters)?;
+            let bytes = crate::storage::get(&crate::storage::S3Url::parse(&formatted)?).await?;
+            (formatted, bytes.to_vec())
+        }
     };
     let output = match &opts.output {
         Output::File(p) => Output::File(PathBuf::from(format_path(
@@ -163,18 +146,15 @@ pub async fn run_notebook_with(
             &opts.parameters,
         )?)),
         Output::Stdout => Output::Stdout,
+        Output::S3(url) => Output::S3(format_path(url, &opts.parameters)?),
     };
     let output_label = match &output {
         Output::File(p) => p.to_string_lossy().into_owned(),
         Output::Stdout => "-".to_owned(),
+        Output::S3(url) => url.clone(),
     };
-    if hooks.quiet {
-        tracing::debug!("Input Notebook:  {input_label}");
-        tracing::debug!("Output Notebook: {output_label}");
-    } else {
-        tracing::info!("Input Notebook:  {input_label}");
-        tracing::info!("Output Notebook: {output_label}");
-    }
+    tracing::info!("Input Notebook:  {input_label}");
+    tracing::info!("Output Notebook: {output_label}");
 
     let mut nb = Notebook::parse(&input_bytes, &input_label)?;
     nb.upgrade();
@@ -200,14 +180,14 @@ pub async fn run_notebook_with(
     record.insert("output_path".into(), json!(output_label));
     remove_error_markers(&mut nb);
 
-    let mut saver = Saver::new(output);
+    let mut saver = Saver::new(output)?;
     if opts.prepare_only {
         saver.save(&nb, true).await?;
         return Ok(Outcome::Prepared);
     }
 
     let spec = find_kernel_spec(&kernel_name(&nb, opts)?, &opts.kernel_prefixes)?;
-    let outcome = execute(&mut nb, opts, &spec, &mut saver, observer, hooks).await?;
+    let outcome = execute(&mut nb, opts, &spec, &mut saver, observer).await?;
     if !outcome.is_success()
         && let Some((index, count)) = find_execution_error(&nb)
     {
@@ -223,10 +203,7 @@ async fn execute(
     spec: &crate::kernelspec::KernelSpec,
     saver: &mut Saver,
     observer: &mut dyn Observer,
-    hooks: RunHooks,
 ) -> Result<Outcome> {
-    let (_never, no_cancel) = tokio::sync::watch::channel(false);
-    let mut cancel = hooks.cancel.unwrap_or(no_cancel);
     // notebook_start
     let start = Stamp::now();
     let record = notebook_record(nb);
@@ -250,29 +227,16 @@ async fn execute(
     saver.save(nb, false).await?;
     observer.notebook_started(nb.cells().len());
 
-    if hooks.quiet {
-        tracing::debug!("Executing notebook with kernel: {}", spec.name);
-    } else {
-        tracing::info!("Executing notebook with kernel: {}", spec.name);
-    }
-    let starting = async {
-        match hooks.kernel {
-            Some(ahead) if ahead.name() == spec.name => ahead.ready().await,
-            _ => Kernel::start(spec, opts.cwd.as_deref(), opts.start_timeout).await,
-        }
-    };
-    let started = tokio::select! {
-        started = starting => Some(started),
-        () = wait_cancel(&mut cancel) => None,
-    };
-    let mut kernel = match started {
-        Some(Ok(k)) => k,
-        None => {
-            finish_unstarted(nb, start, saver).await?;
-            return Ok(Outcome::Cancelled { cell_index: None });
-        }
-        Some(Err(e)) => {
-            finish_unstarted(nb, start, saver).await?;
+    tracing::info!("Executing notebook with kernel: {}", spec.name);
+    let mut kernel = match Kernel::start(spec, opts.cwd.as_deref(), opts.start_timeout).await {
+        Ok(k) => k,
+        Err(e) => {
+            let end = Stamp::now();
+            let record = notebook_record(nb);
+            record.insert("end_time".into(), json!(end.iso()));
+            record.insert("duration".into(), json!(end.seconds_since(start)));
+            record.insert("exception".into(), json!(true));
+            saver.save(nb, false).await?;
             return Err(e);
         }
     };
@@ -297,11 +261,7 @@ async fn execute(
         let cell = &nb.cells()[index];
         let source = cell["source"].as_str().unwrap_or("").to_owned();
         let mut failure: Option<Outcome> = None;
-        if *cancel.borrow() {
-            failure = Some(Outcome::Cancelled {
-                cell_index: Some(index),
-            });
-        } else if cell["cell_type"] == "code" && !source.trim().is_empty() {
+        if cell["cell_type"] == "code" && !source.trim().is_empty() {
             outputs.start_cell();
             let mut last_save = Instant::now();
             let mut pending_save = false;
@@ -323,12 +283,7 @@ async fn execute(
                     }
                 };
                 kernel
-                    .execute_cancellable(
-                        &source,
-                        opts.execution_timeout,
-                        &mut cancel,
-                        &mut on_output,
-                    )
+                    .execute(&source, opts.execution_timeout, &mut on_output)
                     .await
             };
             if let Some(e) = failed_save {
@@ -359,16 +314,6 @@ async fn execute(
                     Some(Outcome::TimedOut {
                         cell_index: index,
                         seconds,
-                    })
-                }
-                ExecEnd::Cancelled(_) => {
-                    push_error(
-                        &mut nb.cells_mut()[index],
-                        "RunCancelled",
-                        "The run was cancelled; the kernel was interrupted",
-                    );
-                    Some(Outcome::Cancelled {
-                        cell_index: Some(index),
                     })
                 }
                 ExecEnd::Died(why) => {
@@ -429,16 +374,6 @@ async fn execute(
     Ok(outcome)
 }
 
-/// Records a run that stopped before its kernel was ready (`exception: true`, as a failed start).
-async fn finish_unstarted(nb: &mut Notebook, start: Stamp, saver: &mut Saver) -> Result<()> {
-    let end = Stamp::now();
-    let record = notebook_record(nb);
-    record.insert("end_time".into(), json!(end.iso()));
-    record.insert("duration".into(), json!(end.seconds_since(start)));
-    record.insert("exception".into(), json!(true));
-    saver.save(nb, false).await
-}
-
 fn text(v: &Value, key: &str) -> String {
     v.get(key).and_then(Value::as_str).unwrap_or("").to_owned()
 }
@@ -455,7 +390,7 @@ fn push_error(cell: &mut Value, ename: &str, evalue: &str) {
 }
 
 /// papermill's `nb_kernel_name`.
-pub(crate) fn kernel_name(nb: &Notebook, opts: &RunOptions) -> Result<String> {
+fn kernel_name(nb: &Notebook, opts: &RunOptions) -> Result<String> {
     opts.kernel_name
         .clone()
         .or_else(|| {
@@ -558,17 +493,31 @@ pub fn format_path(path: &str, params: &Params) -> Result<String> {
     Ok(out)
 }
 
-/// Writes the output notebook: atomically to a file at every step, or once to stdout.
+/// Writes the output notebook: atomically to a file at every step, throttled to S3, or once to
+/// stdout.
 struct Saver {
     output: Output,
+    s3: Option<crate::storage::Uploader>,
 }
 
 impl Saver {
-    fn new(output: Output) -> Saver {
-        Saver { output }
+    fn new(output: Output) -> Result<Saver> {
+        let s3 = match &output {
+            Output::S3(url) => Some(crate::storage::Uploader::new(url)?),
+            _ => None,
+        };
+        Ok(Saver { output, s3 })
     }
 
     async fn save(&mut self, nb: &Notebook, last: bool) -> Result<()> {
+        if let Some(s3) = &mut self.s3 {
+            let bytes = bytes::Bytes::from(nb.to_json_bytes());
+            return if last {
+                s3.finish(bytes).await
+            } else {
+                s3.save(bytes).await
+            };
+        }
         match &self.output {
             Output::File(path) => {
                 let bytes = nb.to_json_bytes();
@@ -591,7 +540,7 @@ impl Saver {
                     source: e,
                 })
             }
-            Output::Stdout => Ok(()),
+            Output::Stdout | Output::S3(_) => Ok(()),
         }
     }
 
@@ -599,12 +548,16 @@ impl Saver {
     fn save_now(&mut self, nb: &Notebook) -> Result<()> {
         match &self.output {
             Output::File(path) => write_atomic(path, &nb.to_json_bytes()),
+            Output::S3(_) => match &mut self.s3 {
+                Some(s3) => s3.offer(bytes::Bytes::from(nb.to_json_bytes())),
+                None => Ok(()),
+            },
             Output::Stdout => Ok(()),
         }
     }
 }
 
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io_err = |source| Error::Io {
         path: path.to_string_lossy().into_owned(),
         source,
