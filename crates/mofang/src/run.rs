@@ -9,6 +9,8 @@ use anyhow::{Context as _, bail};
 use clap::{ArgAction, Args};
 use mofang_notebook::{Input, Observer, Outcome, Output, Params, RunOptions, Value};
 
+mod sweep;
+
 /// Exit status other than 1 for a failed run (papermill exits 138 when the kernel died).
 #[derive(Debug)]
 pub struct Exit {
@@ -30,8 +32,19 @@ pub struct RunArgs {
     /// is a pipe).
     notebook_path: Option<String>,
     /// Output notebook: a path, s3://bucket/key, or `-` for standard output (the default when
-    /// stdout is not a terminal).
+    /// stdout is not a terminal); with --grid, the directory for the runs' notebooks and the
+    /// summary.
     output_path: Option<String>,
+    /// Run a sweep: one run per parameter set of this YAML/JSON file (a list of maps, or a map
+    /// of lists for their cartesian product), over the other parameter flags.
+    #[arg(long, value_name = "FILE")]
+    grid: Option<PathBuf>,
+    /// With --grid: runs at a time, each on a fresh kernel started ahead.
+    #[arg(short = 'j', long, default_value_t = 1, value_name = "N")]
+    jobs: usize,
+    /// With --grid: skip runs whose output notebook already completed with the same parameters.
+    #[arg(long)]
+    resume: bool,
     /// Parameter NAME VALUE; VALUE is typed as papermill types it: True/False/None, int, float, else string.
     #[arg(short = 'p', long = "parameters", num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append, allow_hyphen_values = true)]
     parameters: Vec<String>,
@@ -173,6 +186,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     {
         bail!("--engine: no engine named `{engine}` (only nbclient)");
     }
+    if let Some(grid) = &args.grid {
+        return sweep::run(&args, grid).await;
+    }
+    if args.resume || args.jobs != 1 {
+        bail!("--resume and -j/--jobs need --grid FILE");
+    }
     let input_piped = stdin_is_pipe();
     let output_piped = !std::io::stdout().is_terminal();
     let (input, output) = match (&args.notebook_path, &args.output_path) {
@@ -254,6 +273,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "{} timed out after {seconds} s (--execution-timeout) and was interrupted (the output notebook {output} records it)",
             shown(cell_index)
         ),
+        Outcome::Cancelled { .. } => Err(Exit {
+            code: 130,
+            message: format!("interrupted (the output notebook {output} records it)"),
+        }
+        .into()),
         Outcome::KernelDied { cell_index, why } => Err(Exit {
             code: 138,
             message: format!(

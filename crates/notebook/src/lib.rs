@@ -22,11 +22,14 @@ pub mod params;
 pub mod record;
 pub mod run;
 pub mod storage;
+pub mod sweep;
 pub mod translate;
 pub mod wire;
 
 pub use params::{Params, Value};
-pub use run::{Input, Observer, Outcome, Output, Quiet, RunOptions, run_notebook};
+pub use run::{
+    Input, Observer, Outcome, Output, Quiet, RunHooks, RunOptions, run_notebook, run_notebook_with,
+};
 
 /// Errors before or outside a notebook's execution.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,8 @@ pub enum Error {
     InvalidNotebook { what: String, why: String },
     #[error("{what}: {why}")]
     InvalidParameters { what: String, why: String },
+    #[error("{what}: {why}")]
+    InvalidGrid { what: String, why: String },
     /// An `s3://` location: a malformed URL, a missing bucket or object, refused credentials.
     #[error("{url}: {why}")]
     Storage { url: String, why: String },

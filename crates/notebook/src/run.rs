@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::document::{Notebook, cell_tags, new_code_cell};
-use crate::kernel::{ExecEnd, Kernel};
+use crate::kernel::{ExecEnd, Kernel, StartingKernel, wait_cancel};
 use crate::kernelspec::find_kernel_spec;
 use crate::outputs::Outputs;
 use crate::params::{Params, Value as Param};
@@ -74,6 +74,20 @@ pub trait Observer: Send {
     fn notebook_finished(&mut self) {}
 }
 
+/// What a caller such as a sweep hands to one run besides its options.
+#[derive(Debug, Default)]
+pub struct RunHooks {
+    /// A kernel started ahead; used when its kernelspec is the one the notebook needs (else it
+    /// is dropped, which kills it, and a kernel is started as usual).
+    pub kernel: Option<StartingKernel>,
+    /// When this turns `true` the run stops: the running cell is interrupted, no further cell
+    /// starts, and the run ends as [`Outcome::Cancelled`].
+    pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Log the run's input, output and kernel at debug level instead of info (a sweep reports
+    /// its own progress).
+    pub quiet: bool,
+}
+
 /// An observer that does nothing.
 #[derive(Debug, Default)]
 pub struct Quiet;
@@ -101,6 +115,10 @@ pub enum Outcome {
         cell_index: usize,
         why: String,
     },
+    /// [`RunHooks::cancel`] stopped the run, in this cell or before the kernel was ready.
+    Cancelled {
+        cell_index: Option<usize>,
+    },
 }
 
 impl Outcome {
@@ -112,6 +130,15 @@ impl Outcome {
 /// Runs a notebook. Bad input (unreadable or invalid notebook, unknown kernel, parameters that
 /// cannot be translated) is an `Err` before anything is written.
 pub async fn run_notebook(opts: &RunOptions, observer: &mut dyn Observer) -> Result<Outcome> {
+    run_notebook_with(opts, observer, RunHooks::default()).await
+}
+
+/// [`run_notebook`] with a kernel started ahead and/or a cancellation signal.
+pub async fn run_notebook_with(
+    opts: &RunOptions,
+    observer: &mut dyn Observer,
+    hooks: RunHooks,
+) -> Result<Outcome> {
     let (input_label, input_bytes) = match &opts.input {
         Input::File(path) => {
             let formatted = format_path(&path.to_string_lossy(), &opts.parameters)?;
@@ -153,8 +180,13 @@ pub async fn run_notebook(opts: &RunOptions, observer: &mut dyn Observer) -> Res
         Output::Stdout => "-".to_owned(),
         Output::S3(url) => url.clone(),
     };
-    tracing::info!("Input Notebook:  {input_label}");
-    tracing::info!("Output Notebook: {output_label}");
+    if hooks.quiet {
+        tracing::debug!("Input Notebook:  {input_label}");
+        tracing::debug!("Output Notebook: {output_label}");
+    } else {
+        tracing::info!("Input Notebook:  {input_label}");
+        tracing::info!("Output Notebook: {output_label}");
+    }
 
     let mut nb = Notebook::parse(&input_bytes, &input_label)?;
     nb.upgrade();
@@ -187,7 +219,7 @@ pub async fn run_notebook(opts: &RunOptions, observer: &mut dyn Observer) -> Res
     }
 
     let spec = find_kernel_spec(&kernel_name(&nb, opts)?, &opts.kernel_prefixes)?;
-    let outcome = execute(&mut nb, opts, &spec, &mut saver, observer).await?;
+    let outcome = execute(&mut nb, opts, &spec, &mut saver, observer, hooks).await?;
     if !outcome.is_success()
         && let Some((index, count)) = find_execution_error(&nb)
     {
@@ -203,7 +235,10 @@ async fn execute(
     spec: &crate::kernelspec::KernelSpec,
     saver: &mut Saver,
     observer: &mut dyn Observer,
+    hooks: RunHooks,
 ) -> Result<Outcome> {
+    let (_never, no_cancel) = tokio::sync::watch::channel(false);
+    let mut cancel = hooks.cancel.unwrap_or(no_cancel);
     // notebook_start
     let start = Stamp::now();
     let record = notebook_record(nb);
@@ -227,16 +262,29 @@ async fn execute(
     saver.save(nb, false).await?;
     observer.notebook_started(nb.cells().len());
 
-    tracing::info!("Executing notebook with kernel: {}", spec.name);
-    let mut kernel = match Kernel::start(spec, opts.cwd.as_deref(), opts.start_timeout).await {
-        Ok(k) => k,
-        Err(e) => {
-            let end = Stamp::now();
-            let record = notebook_record(nb);
-            record.insert("end_time".into(), json!(end.iso()));
-            record.insert("duration".into(), json!(end.seconds_since(start)));
-            record.insert("exception".into(), json!(true));
-            saver.save(nb, false).await?;
+    if hooks.quiet {
+        tracing::debug!("Executing notebook with kernel: {}", spec.name);
+    } else {
+        tracing::info!("Executing notebook with kernel: {}", spec.name);
+    }
+    let starting = async {
+        match hooks.kernel {
+            Some(ahead) if ahead.name() == spec.name => ahead.ready().await,
+            _ => Kernel::start(spec, opts.cwd.as_deref(), opts.start_timeout).await,
+        }
+    };
+    let started = tokio::select! {
+        started = starting => Some(started),
+        () = wait_cancel(&mut cancel) => None,
+    };
+    let mut kernel = match started {
+        Some(Ok(k)) => k,
+        None => {
+            finish_unstarted(nb, start, saver).await?;
+            return Ok(Outcome::Cancelled { cell_index: None });
+        }
+        Some(Err(e)) => {
+            finish_unstarted(nb, start, saver).await?;
             return Err(e);
         }
     };
@@ -261,7 +309,11 @@ async fn execute(
         let cell = &nb.cells()[index];
         let source = cell["source"].as_str().unwrap_or("").to_owned();
         let mut failure: Option<Outcome> = None;
-        if cell["cell_type"] == "code" && !source.trim().is_empty() {
+        if *cancel.borrow() {
+            failure = Some(Outcome::Cancelled {
+                cell_index: Some(index),
+            });
+        } else if cell["cell_type"] == "code" && !source.trim().is_empty() {
             outputs.start_cell();
             let mut last_save = Instant::now();
             let mut pending_save = false;
@@ -283,7 +335,12 @@ async fn execute(
                     }
                 };
                 kernel
-                    .execute(&source, opts.execution_timeout, &mut on_output)
+                    .execute_cancellable(
+                        &source,
+                        opts.execution_timeout,
+                        &mut cancel,
+                        &mut on_output,
+                    )
                     .await
             };
             if let Some(e) = failed_save {
@@ -314,6 +371,16 @@ async fn execute(
                     Some(Outcome::TimedOut {
                         cell_index: index,
                         seconds,
+                    })
+                }
+                ExecEnd::Cancelled(_) => {
+                    push_error(
+                        &mut nb.cells_mut()[index],
+                        "RunCancelled",
+                        "The run was cancelled; the kernel was interrupted",
+                    );
+                    Some(Outcome::Cancelled {
+                        cell_index: Some(index),
                     })
                 }
                 ExecEnd::Died(why) => {
@@ -374,6 +441,16 @@ async fn execute(
     Ok(outcome)
 }
 
+/// Records a run that stopped before its kernel was ready (`exception: true`, as a failed start).
+async fn finish_unstarted(nb: &mut Notebook, start: Stamp, saver: &mut Saver) -> Result<()> {
+    let end = Stamp::now();
+    let record = notebook_record(nb);
+    record.insert("end_time".into(), json!(end.iso()));
+    record.insert("duration".into(), json!(end.seconds_since(start)));
+    record.insert("exception".into(), json!(true));
+    saver.save(nb, false).await
+}
+
 fn text(v: &Value, key: &str) -> String {
     v.get(key).and_then(Value::as_str).unwrap_or("").to_owned()
 }
@@ -390,7 +467,7 @@ fn push_error(cell: &mut Value, ename: &str, evalue: &str) {
 }
 
 /// papermill's `nb_kernel_name`.
-fn kernel_name(nb: &Notebook, opts: &RunOptions) -> Result<String> {
+pub(crate) fn kernel_name(nb: &Notebook, opts: &RunOptions) -> Result<String> {
     opts.kernel_name
         .clone()
         .or_else(|| {
@@ -557,7 +634,7 @@ impl Saver {
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io_err = |source| Error::Io {
         path: path.to_string_lossy().into_owned(),
         source,
