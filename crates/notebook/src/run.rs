@@ -219,7 +219,14 @@ pub async fn run_notebook_with(
     }
 
     let spec = find_kernel_spec(&kernel_name(&nb, opts)?, &opts.kernel_prefixes)?;
-    let outcome = execute(&mut nb, opts, &spec, &mut saver, observer, hooks).await?;
+    let outcome = match execute(&mut nb, opts, &spec, &mut saver, observer, hooks).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // E.g. a kernel that did not start: its record is saved before the error returns.
+            saver.flush().await;
+            return Err(e);
+        }
+    };
     if !outcome.is_success()
         && let Some((index, count)) = find_execution_error(&nb)
     {
@@ -618,6 +625,14 @@ impl Saver {
                 })
             }
             Output::Stdout | Output::S3(_) => Ok(()),
+        }
+    }
+
+    /// Waits for queued saves (S3) when a run ends in an error; their failures are only logged
+    /// (the run's error is the one reported).
+    async fn flush(&mut self) {
+        if let Some(s3) = &mut self.s3 {
+            s3.flush().await;
         }
     }
 

@@ -323,6 +323,20 @@ impl Uploader {
     }
 }
 
+impl Uploader {
+    /// Uploads the newest queued notebook, if any, and stops (a run that ends in an error).
+    pub(crate) async fn flush(&mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+        if let Err(e) = task.await {
+            tracing::warn!("{}: the upload task failed: {e}", self.url);
+        }
+    }
+}
+
 impl Drop for Uploader {
     /// A run that ended in an error: the newest queued state is still uploaded, then the task
     /// stops (it is not awaited).
