@@ -44,13 +44,13 @@ pub async fn run(command: NotebooksCommand) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    // Errors name the root ("… does not exist", "… is not a directory", no such bucket, …);
-    // stat-ing the root makes a missing bucket or refused credentials fail here, not per request.
+    // Errors name the root ("… does not exist", "… is not a directory", "s3://…: no such
+    // bucket …"); stat-ing the root makes a missing bucket or refused credentials fail here, not
+    // per request.
     let storage = mofang_notebook_browser::open_root(&args.root)?;
     storage
         .stat(&mofang_notebook_browser::RelPath::root())
-        .await
-        .with_context(|| format!("cannot open {}", args.root))?;
+        .await?;
     let browser = Browser::new(
         storage,
         BrowserOptions {

@@ -39,6 +39,11 @@ struct Moto {
 
 impl Moto {
     fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// With extra environment for moto (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`).
+    fn start_with(env: &[(&str, &str)]) -> Moto {
         let server = python().with_file_name("moto_server");
         assert!(
             server.is_file(),
@@ -51,6 +56,7 @@ impl Moto {
             .port();
         let mut child = Command::new(&server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -467,7 +473,7 @@ fn notebooks_serve_an_s3_prefix() {
     assert!(!out.status.success());
     assert_eq!(
         stderr(&out).trim(),
-        "mofang: cannot open s3://no-such-bucket/runs: no such bucket `no-such-bucket` (NoSuchBucket)"
+        "mofang: s3://no-such-bucket/runs: no such bucket `no-such-bucket` (NoSuchBucket)"
     );
 
     let scratch = tempfile::tempdir().expect("tempdir");
@@ -546,4 +552,39 @@ fn notebooks_serve_an_s3_prefix() {
     assert_eq!(get("/api/contents/missing.ipynb").0, 404);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Credentials the server refuses: a one-line error naming the URL, the S3 error code and the
+/// variables to check, from `mofang run` and `mofang notebooks serve` alike.
+#[test]
+fn refused_credentials_are_one_line_errors() {
+    // moto checks credentials (against its IAM, where `testing` does not exist) once the set-up
+    // requests are done: create the bucket, put the notebook.
+    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "2")]);
+    moto.python(
+        "s3.create_bucket(Bucket='nbs')\n\
+         s3.put_object(Bucket='nbs', Key='in.ipynb', Body=arg.encode())\n\
+         print('null')",
+        &json!(notebook(&[("x = 1", &[])])),
+    );
+    let out = moto.mofang(&["run", "s3://nbs/in.ipynb", "s3://nbs/out.ipynb"]);
+    assert!(!out.status.success());
+    let line = last_line(&out);
+    assert!(
+        line.starts_with("mofang: s3://nbs/in.ipynb: InvalidAccessKeyId: ")
+            && line
+                .ends_with("(check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)"),
+        "{line}"
+    );
+    let out = moto.mofang(&["notebooks", "serve", "s3://nbs/runs", "--port", "0"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("mofang: s3://nbs/runs: InvalidAccessKeyId: ")
+            && err
+                .trim()
+                .ends_with("(check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)"),
+        "{err}"
+    );
 }

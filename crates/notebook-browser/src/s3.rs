@@ -138,28 +138,36 @@ impl S3Dir {
         Ok((!key.as_ref().is_empty()).then_some(key))
     }
 
+    /// One line naming what went wrong: the S3 error code and message when the server sent one.
     fn error(&self, path: &RelPath, e: &object_store::Error) -> Error {
         let text = one_line(&e.to_string());
-        let code = s3_code(&text);
-        match (e, code.as_deref()) {
-            (_, Some("NoSuchBucket")) => {
-                Error::NotFound(format!("no such bucket `{}` (NoSuchBucket)", self.bucket))
-            }
-            (object_store::Error::NotFound { .. }, _) => {
+        let hint = "check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN";
+        match (e, s3_element(&text, "Code").as_deref()) {
+            (_, Some("NoSuchBucket")) => Error::NotFound(format!(
+                "{}: no such bucket `{}` (NoSuchBucket)",
+                self.url(),
+                self.bucket
+            )),
+            (object_store::Error::NotFound { .. }, _) | (_, Some("NoSuchKey")) => {
                 Error::NotFound(format!("file or directory `{path}` does not exist"))
             }
+            (_, Some(code)) if CREDENTIAL_CODES.contains(&code) => Error::Forbidden(format!(
+                "{}: {code}: {} ({hint})",
+                self.shown(path),
+                s3_element(&text, "Message").unwrap_or_default()
+            )),
             (
                 object_store::Error::PermissionDenied { .. }
                 | object_store::Error::Unauthenticated { .. },
                 _,
-            ) => Error::Forbidden(format!(
-                "access to `{}` denied (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)",
-                self.shown(path)
+            ) => Error::Forbidden(format!("{}: access denied ({hint})", self.shown(path))),
+            // Not a bug, but the only 500 that carries a plain message (Io repeats its source).
+            (_, Some(code)) => Error::Internal(format!(
+                "{}: {code}: {}",
+                self.shown(path),
+                s3_element(&text, "Message").unwrap_or_default()
             )),
-            _ => Error::Io {
-                context: format!("cannot read `{}`", self.shown(path)),
-                source: std::io::Error::other(text),
-            },
+            (_, None) => Error::Internal(format!("{}: {text}", self.shown(path))),
         }
     }
 
@@ -299,10 +307,21 @@ impl Storage for S3Dir {
     }
 }
 
-/// The `<Code>` of an S3 error document inside an error's text.
-fn s3_code(text: &str) -> Option<String> {
-    let start = text.find("<Code>")? + "<Code>".len();
-    let end = start + text[start..].find("</Code>")?;
+/// S3 error codes that point at the credentials.
+const CREDENTIAL_CODES: &[&str] = &[
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+];
+
+/// An element (`Code`, `Message`) of an S3 error document inside an error's text.
+fn s3_element(text: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let start = text.find(&open)? + open.len();
+    let end = start + text[start..].find(&close)?;
     Some(text[start..end].trim().to_owned())
 }
 

@@ -369,6 +369,6 @@ fn a_missing_bucket_is_a_clear_error() {
     assert_eq!(error.status(), 404);
     assert_eq!(
         error.to_string(),
-        "no such bucket `no-such-bucket` (NoSuchBucket)"
+        "s3://no-such-bucket/runs: no such bucket `no-such-bucket` (NoSuchBucket)"
     );
 }
