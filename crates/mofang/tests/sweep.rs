@@ -330,7 +330,7 @@ fn ctrl_c_interrupts_running_kernels_and_writes_the_summary() {
     ]);
     write(&dir.path().join("slow.ipynb"), &nb.to_string());
     write(&dir.path().join("grid.yaml"), "x: [1, 2, 3, 4]\n");
-    let mut child = command(
+    let child = command(
         &[
             "slow.ipynb",
             "out",
