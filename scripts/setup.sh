@@ -38,7 +38,6 @@ scripts="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 repo="$(dirname "$scripts")"
 venv="$repo/.venv"
 python="$venv/bin/python"
-requirements="$scripts/requirements.txt"
 
 example_dir="$repo/examples/model-repository/efficientnet_lite0"
 test_models_dir="$repo/target/test-models"
@@ -81,53 +80,28 @@ if [ ! -x "$python" ]; then
     rm -f "$venv/.mofang-requirements.sha256"
 fi
 
-# 2. requirements
-requirements_stamp="$venv/.mofang-requirements.sha256"
-if ! stamp_current "$requirements_stamp" "$requirements"; then
-    echo "setup: installing scripts/requirements.txt into .venv"
-    quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$python" -m pip install --quiet --requirement "$requirements"
-    sha256 "$requirements" >"$requirements_stamp"
-fi
-notebook_requirements="$scripts/requirements-notebooks.txt"
-notebook_requirements_stamp="$venv/.mofang-requirements-notebooks.sha256"
-if ! stamp_current "$notebook_requirements_stamp" "$notebook_requirements"; then
-    echo "setup: installing scripts/requirements-notebooks.txt into .venv"
-    quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$python" -m pip install --quiet --requirement "$notebook_requirements"
-    sha256 "$notebook_requirements" >"$notebook_requirements_stamp"
-fi
-browser_requirements="$scripts/requirements-notebook-browser.txt"
-browser_requirements_stamp="$venv/.mofang-requirements-notebook-browser.sha256"
-if ! stamp_current "$browser_requirements_stamp" "$browser_requirements"; then
-    echo "setup: installing scripts/requirements-notebook-browser.txt into .venv"
-    quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$python" -m pip install --quiet --requirement "$browser_requirements"
-    sha256 "$browser_requirements" >"$browser_requirements_stamp"
-fi
-control_requirements="$scripts/requirements-control.txt"
-control_requirements_stamp="$venv/.mofang-requirements-control.sha256"
-if ! stamp_current "$control_requirements_stamp" "$control_requirements"; then
-    echo "setup: installing scripts/requirements-control.txt into .venv"
-    quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$python" -m pip install --quiet --requirement "$control_requirements"
-    sha256 "$control_requirements" >"$control_requirements_stamp"
-fi
-s3_requirements="$scripts/requirements-s3.txt"
-s3_requirements_stamp="$venv/.mofang-requirements-s3.sha256"
-if ! stamp_current "$s3_requirements_stamp" "$s3_requirements"; then
-    echo "setup: installing scripts/requirements-s3.txt into .venv"
-    quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$python" -m pip install --quiet --requirement "$s3_requirements"
-    sha256 "$s3_requirements" >"$s3_requirements_stamp"
-fi
-# Chromium (system package; silent when already installed). Without it only the notebook
-# browser's page tests fail, so a failure here warns instead of stopping the set-up.
+# 2. requirements: each file installed when it changed since its last install (a stamp per file)
+install_requirements() {
+    local file="$scripts/$1"
+    local stamp="$venv/.mofang-${1%.txt}.sha256"
+    if ! stamp_current "$stamp" "$file"; then
+        echo "setup: installing scripts/$1 into .venv"
+        quietly env PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+            "$python" -m pip install --quiet --requirement "$file"
+        sha256 "$file" >"$stamp"
+    fi
+}
+for file in requirements.txt requirements-notebooks.txt requirements-notebook-browser.txt \
+    requirements-control.txt requirements-s3.txt; do
+    install_requirements "$file"
+done
 # PostgreSQL server binaries (system package): the metadata store's conformance suite runs on
 # throwaway clusters of it. Without it only those tests fail, so a failure here warns.
 if ! "$scripts/setup-postgres.sh"; then
     echo "setup: warning: no PostgreSQL; the store's PostgreSQL tests will fail" >&2
 fi
+# Chromium (system package; silent when already installed). Without it only the page tests
+# fail, so a failure here warns instead of stopping the set-up.
 if ! "$scripts/setup-chromium.sh"; then
     echo "setup: warning: no Chromium; the notebook browser's page tests will fail" >&2
 fi
