@@ -289,6 +289,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Draws `\rLABEL:  45%|█████████           | 9/20 TAIL` on stderr (papermill's tqdm look);
+/// the progress bars of a run and of a sweep.
+fn draw_bar(label: &str, done: usize, total: usize, tail: &str) {
+    let width = 20;
+    let filled = (done * width)
+        .checked_div(total)
+        .unwrap_or(width)
+        .min(width);
+    let mut err = std::io::stderr().lock();
+    let _ = write!(
+        err,
+        "\r{label}: {:>3}%|{}{}| {done}/{total} {tail}",
+        (done * 100).checked_div(total).unwrap_or(100),
+        "█".repeat(filled),
+        " ".repeat(width - filled),
+    );
+    let _ = err.flush();
+}
+
 /// Progress bar, `--log-output` and `--stdout-file`/`--stderr-file`.
 struct Console {
     progress: bool,
@@ -304,19 +323,7 @@ impl Console {
         if !self.progress {
             return;
         }
-        let width = 20;
-        let filled = (self.done * width).checked_div(self.total).unwrap_or(width);
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\rExecuting: {:>3}%|{}{}| {}/{} [cells]",
-            (self.done * 100).checked_div(self.total).unwrap_or(100),
-            "█".repeat(filled),
-            " ".repeat(width - filled),
-            self.done,
-            self.total
-        );
-        let _ = err.flush();
+        draw_bar("Executing", self.done, self.total, "[cells]");
     }
 }
 

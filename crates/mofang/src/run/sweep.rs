@@ -163,20 +163,12 @@ impl Progress {
         if !self.show {
             return;
         }
-        let width = 20;
-        let filled = (self.done * width).checked_div(self.total).unwrap_or(width);
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\rSweep: {:>3}%|{}{}| {}/{} runs [{} failed]",
-            (self.done * 100).checked_div(self.total).unwrap_or(100),
-            "█".repeat(filled),
-            " ".repeat(width - filled),
+        super::draw_bar(
+            "Sweep",
             self.done,
             self.total,
-            self.failed,
+            &format!("runs [{} failed]", self.failed),
         );
-        let _ = err.flush();
     }
 
     fn finish(&self) {
