@@ -16,13 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{CONNECTION, HOST, HeaderName, HeaderValue};
-use hyper::{Method, Request, Uri, Version};
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[derive(Parser, Debug)]
@@ -65,11 +60,10 @@ struct Args {
 /// What every client sends, and how to judge the answer.
 struct Target {
     addr: SocketAddr,
-    method: Method,
-    uri: Uri,
-    host: HeaderValue,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    body: Bytes,
+    /// The whole request (head and body), built once and written as it is by every client.
+    request: Vec<u8>,
+    /// A HEAD request's answer has no body whatever its headers say.
+    head: bool,
     check: Option<Vec<u8>>,
     timeout: Duration,
 }
@@ -97,8 +91,6 @@ enum Failure {
     Transport,
     Check,
 }
-
-type Sender = SendRequest<Full<Bytes>>;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -197,52 +189,75 @@ fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 }
 
 async fn target(args: &Args) -> anyhow::Result<Target> {
-    let uri: Uri = args
+    let rest = args
         .url
-        .parse()
-        .with_context(|| format!("bad URL {}", args.url))?;
-    if uri.scheme_str() != Some("http") {
-        bail!("only http:// URLs are supported, got {}", args.url);
+        .strip_prefix("http://")
+        .with_context(|| format!("only http:// URLs are supported, got {}", args.url))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        bail!("the URL has no host: {}", args.url);
     }
-    let authority = uri.authority().context("the URL has no host")?.clone();
-    let port = authority.port_u16().unwrap_or(80);
-    let addr = tokio::net::lookup_host((authority.host(), port))
+    if path
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        bail!(
+            "bad URL {}: the path has spaces or control characters",
+            args.url
+        );
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h,
+            p.parse::<u16>()
+                .with_context(|| format!("bad port in {}", args.url))?,
+        ),
+        _ => (authority, 80),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = tokio::net::lookup_host((host, port))
         .await?
         .next()
         .with_context(|| format!("cannot resolve {authority}"))?;
-    let path: Uri = uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .parse()
-        .context("bad path")?;
     let body = match &args.body_file {
-        Some(f) => {
-            Bytes::from(std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?)
-        }
-        None => Bytes::new(),
+        Some(f) => std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
+        None => Vec::new(),
     };
     let method = match &args.method {
-        Some(m) => Method::from_bytes(m.as_bytes()).with_context(|| format!("bad method {m}"))?,
-        None if args.body_file.is_some() => Method::POST,
-        None => Method::GET,
+        Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            m.to_ascii_uppercase()
+        }
+        Some(m) => bail!("bad method {m}"),
+        None if args.body_file.is_some() => "POST".to_string(),
+        None => "GET".to_string(),
     };
-    let mut headers = Vec::new();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n");
     for h in &args.headers {
         let (name, value) = h
             .split_once(':')
             .with_context(|| format!("header `{h}`: expected `Name: value`"))?;
-        headers.push((
-            HeaderName::from_bytes(name.trim().as_bytes())?,
-            HeaderValue::from_str(value.trim())?,
-        ));
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty()
+            || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+            || value.bytes().any(|b| b == b'\r' || b == b'\n')
+        {
+            bail!("header `{h}`: not a valid HTTP header");
+        }
+        request.push_str(&format!("{name}: {value}\r\n"));
     }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    let mut request = request.into_bytes();
+    request.extend_from_slice(&body);
     Ok(Target {
         addr,
-        method,
-        uri: path,
-        host: HeaderValue::from_str(authority.as_str())?,
-        headers,
-        body,
+        request,
+        head: method == "HEAD",
         check: args.check_substring.as_ref().map(|s| s.as_bytes().to_vec()),
         timeout: Duration::from_secs_f64(args.timeout),
     })
@@ -251,7 +266,9 @@ async fn target(args: &Args) -> anyhow::Result<Target> {
 /// One simulated client: requests back to back on one connection until the window closes.
 async fn client(target: Arc<Target>, clock: Arc<Clock>) -> Stats {
     let mut stats = Stats::default();
-    let mut conn: Option<Sender> = None;
+    let mut conn: Option<Connection> = None;
+    let window_closes = tokio::time::sleep_until(clock.end.into());
+    tokio::pin!(window_closes);
     loop {
         let start = Instant::now();
         if start >= clock.end || clock.started.fetch_add(1, Ordering::Relaxed) >= clock.max_requests
@@ -261,7 +278,7 @@ async fn client(target: Arc<Target>, clock: Arc<Clock>) -> Stats {
         let attempt = tokio::time::timeout(target.timeout, exchange(&target, &mut conn));
         let outcome = tokio::select! {
             r = attempt => r,
-            _ = tokio::time::sleep_until(clock.end.into()) => {
+            _ = &mut window_closes => {
                 stats.unfinished += 1;
                 break;
             }
@@ -287,65 +304,178 @@ async fn client(target: Arc<Target>, clock: Arc<Clock>) -> Stats {
     stats
 }
 
+/// One keep-alive connection and the bytes read from it but not yet consumed.
+struct Connection {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
 /// Sends the request once (connecting first if needed) and reads the whole answer.
-async fn exchange(target: &Target, conn: &mut Option<Sender>) -> Result<(), Failure> {
-    if let Some(sender) = conn.as_mut()
-        && sender.ready().await.is_err()
-    {
-        *conn = None; // the server closed it between requests
-    }
-    let sender = match conn {
-        Some(sender) => sender,
-        None => conn.insert(connect(target.addr).await.map_err(|_| Failure::Transport)?),
+async fn exchange(target: &Target, conn: &mut Option<Connection>) -> Result<(), Failure> {
+    let c = match conn {
+        Some(c) => c,
+        None => {
+            let stream = TcpStream::connect(target.addr)
+                .await
+                .map_err(|_| Failure::Transport)?;
+            stream.set_nodelay(true).map_err(|_| Failure::Transport)?;
+            conn.insert(Connection {
+                stream,
+                buf: Vec::with_capacity(16 * 1024),
+            })
+        }
     };
-    let mut request = Request::builder()
-        .method(target.method.clone())
-        .uri(target.uri.clone())
-        .header(HOST, target.host.clone());
-    for (name, value) in &target.headers {
-        request = request.header(name, value);
-    }
-    let request = request
-        .body(Full::new(target.body.clone()))
-        .map_err(|_| Failure::Transport)?;
-    let response = sender
-        .send_request(request)
+    c.stream
+        .write_all(&target.request)
         .await
         .map_err(|_| Failure::Transport)?;
-    let status = response.status();
-    let closes = match response.headers().get(CONNECTION) {
-        Some(v) if v.as_bytes().eq_ignore_ascii_case(b"close") => true,
-        Some(v) if v.as_bytes().eq_ignore_ascii_case(b"keep-alive") => false,
-        _ => response.version() == Version::HTTP_10,
-    };
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|_| Failure::Transport)?
-        .to_bytes();
-    if closes {
+    let answer = read_answer(c, target.head).await?;
+    if answer.closes {
         *conn = None;
     }
-    if !status.is_success() {
+    if !(200..300).contains(&answer.status) {
         return Err(Failure::Http);
     }
     if let Some(needle) = &target.check
-        && !contains(&body, needle)
+        && !contains(&answer.body, needle)
     {
         return Err(Failure::Check);
     }
     Ok(())
 }
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+/// One answer: its status, body (de-chunked) and whether the server closes the connection.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    closes: bool,
+}
+
+/// How the answer's body is delimited.
+enum Framing {
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+/// Reads more bytes into the connection's buffer; the end of the stream is a transport failure.
+async fn fill(c: &mut Connection) -> Result<(), Failure> {
+    let mut chunk = [0u8; 16 * 1024];
+    let n = c
+        .stream
+        .read(&mut chunk)
+        .await
+        .map_err(|_| Failure::Transport)?;
+    if n == 0 {
+        return Err(Failure::Transport);
+    }
+    c.buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+async fn read_answer(c: &mut Connection, head_request: bool) -> Result<Answer, Failure> {
+    loop {
+        // 1xx answers (100 Continue) precede the real one.
+        let (head_len, status, framing, closes) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(&c.buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let status = response.code.unwrap_or(0);
+                    let mut framing = Framing::UntilClose;
+                    let mut closes = response.version == Some(0);
+                    for h in response.headers.iter() {
+                        if h.name.eq_ignore_ascii_case("content-length") {
+                            let n = std::str::from_utf8(h.value)
+                                .ok()
+                                .and_then(|v| v.trim().parse().ok())
+                                .ok_or(Failure::Transport)?;
+                            if !matches!(framing, Framing::Chunked) {
+                                framing = Framing::Length(n);
+                            }
+                        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                            if h.value.to_ascii_lowercase().ends_with(b"chunked") {
+                                framing = Framing::Chunked;
+                            }
+                        } else if h.name.eq_ignore_ascii_case("connection") {
+                            let v = h.value.to_ascii_lowercase();
+                            if v.windows(5).any(|w| w == b"close") {
+                                closes = true;
+                            } else if v.windows(10).any(|w| w == b"keep-alive") {
+                                closes = false;
+                            }
+                        }
+                    }
+                    if head_request || status == 204 || status == 304 || status < 200 {
+                        framing = Framing::Length(0);
+                    }
+                    break (len, status, framing, closes);
+                }
+                Ok(httparse::Status::Partial) => fill(c).await?,
+                Err(_) => return Err(Failure::Transport),
+            }
+        };
+        c.buf.drain(..head_len);
+        let body = match framing {
+            Framing::Length(n) => {
+                while c.buf.len() < n {
+                    fill(c).await?;
+                }
+                c.buf.drain(..n).collect()
+            }
+            Framing::Chunked => read_chunked(c).await?,
+            Framing::UntilClose => {
+                // The end of the stream ends the body.
+                while fill(c).await.is_ok() {}
+                std::mem::take(&mut c.buf)
+            }
+        };
+        if status >= 200 {
+            let closes = closes || matches!(framing, Framing::UntilClose);
+            return Ok(Answer {
+                status,
+                body,
+                closes,
+            });
+        }
+    }
+}
+
+/// Reads a `Transfer-Encoding: chunked` body (extensions and trailers are skipped).
+async fn read_chunked(c: &mut Connection) -> Result<Vec<u8>, Failure> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(i) = c.buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            fill(c).await?;
+        };
+        let line = std::str::from_utf8(&c.buf[..line_end]).map_err(|_| Failure::Transport)?;
+        let size_text = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| Failure::Transport)?;
+        c.buf.drain(..line_end + 2);
+        if size == 0 {
+            // Trailers, then an empty line.
+            loop {
+                let end = loop {
+                    if let Some(i) = c.buf.windows(2).position(|w| w == b"\r\n") {
+                        break i;
+                    }
+                    fill(c).await?;
+                };
+                c.buf.drain(..end + 2);
+                if end == 0 {
+                    return Ok(body);
+                }
+            }
+        }
+        while c.buf.len() < size + 2 {
+            fill(c).await?;
+        }
+        body.extend_from_slice(&c.buf[..size]);
+        c.buf.drain(..size + 2);
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -364,6 +494,72 @@ mod tests {
         assert_eq!(percentile(&v, 1.0), Some(100));
         assert_eq!(percentile(&[7], 0.99), Some(7));
         assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    /// Serves `answers` (raw bytes, one per request) on one connection, then closes it.
+    async fn canned(answers: Vec<&'static [u8]>) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0u8; 4096];
+            for a in answers {
+                let _ = s.read(&mut buf).await;
+                s.write_all(a).await.expect("write");
+            }
+        });
+        addr
+    }
+
+    fn target_for(addr: SocketAddr) -> Target {
+        Target {
+            addr,
+            request: b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            head: false,
+            check: Some(b"hello".to_vec()),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_length_chunked_and_error_answers_on_one_connection() {
+        let addr = canned(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nhel\r\n2\r\nlo\r\n0\r\nT: 1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye",
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        ])
+        .await;
+        let target = target_for(addr);
+        let mut conn = None;
+        assert!(exchange(&target, &mut conn).await.is_ok());
+        assert!(exchange(&target, &mut conn).await.is_ok(), "chunked");
+        assert!(matches!(
+            exchange(&target, &mut conn).await,
+            Err(Failure::Check)
+        ));
+        assert!(matches!(
+            exchange(&target, &mut conn).await,
+            Err(Failure::Http)
+        ));
+        assert!(conn.is_none(), "`Connection: close` drops the connection");
+    }
+
+    #[tokio::test]
+    async fn a_body_until_close_and_a_cut_answer() {
+        let addr = canned(vec![b"HTTP/1.0 200 OK\r\n\r\nhello there"]).await;
+        let target = target_for(addr);
+        let mut conn = None;
+        assert!(exchange(&target, &mut conn).await.is_ok());
+        assert!(conn.is_none());
+        let addr = canned(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nhello"]).await;
+        let target = target_for(addr);
+        assert!(matches!(
+            exchange(&target, &mut None).await,
+            Err(Failure::Transport)
+        ));
     }
 
     #[test]
