@@ -200,11 +200,11 @@ impl Drop for Batcher {
 
 fn worker(shared: &Shared) {
     loop {
-        let batch = {
+        let (batch, remaining) = {
             let mut q = shared.queue.lock();
             loop {
                 match q.take(Instant::now()) {
-                    Take::Run(batch) => break batch,
+                    Take::Run(batch) => break (batch, q.len()),
                     Take::WaitUntil(deadline) => {
                         shared.wake.wait_until(&mut q, deadline);
                     }
@@ -218,10 +218,13 @@ fn worker(shared: &Shared) {
             }
         };
         if let Some(m) = &shared.metrics {
-            m.queue_depth.set(shared.queue.lock().len() as i64);
+            m.queue_depth.set(remaining as i64);
         }
-        // Another worker may be able to start on what remains.
-        shared.wake.notify_one();
+        // Another worker may be able to start on what remains (waking one for an empty queue
+        // would only cost two context switches).
+        if remaining > 0 {
+            shared.wake.notify_one();
+        }
         run_batch(shared, batch);
     }
 }

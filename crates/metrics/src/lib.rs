@@ -286,8 +286,8 @@ impl GaugeVec {
 
 impl HistogramVec {
     pub fn with(&self, values: &[&str]) -> Arc<Histogram> {
-        let bounds = self.0.buckets.clone();
-        self.0.cell(values, move || Histogram::with_bounds(&bounds))
+        self.0
+            .cell(values, || Histogram::with_bounds(&self.0.buckets))
     }
 }
 
