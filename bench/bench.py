@@ -116,7 +116,10 @@ def mofang_config(model, backend, batching):
 
 
 def batching_mode(model):
-    return mofang_setting(model, "BATCHING", "auto")  # auto | on | off
+    """auto | on | off. ResNet-50 runs unbatched unless asked: on 2 CPU cores ONNX Runtime's cost
+    per image does not fall with the batch size, so batches only add waiting (measured: c=8 p99
+    0.7 s unbatched vs 1.0-1.3 s with batches of up to 8; see docs/benchmarks.md)."""
+    return mofang_setting(model, "BATCHING", "off" if model == "resnet50" else "auto")
 
 
 PEER_SETTINGS = {
