@@ -116,10 +116,12 @@ def mofang_config(model, backend, batching):
 
 
 def batching_mode(model):
-    """auto | on | off. ResNet-50 runs unbatched unless asked: on 2 CPU cores ONNX Runtime's cost
-    per image does not fall with the batch size, so batches only add waiting (measured: c=8 p99
-    0.7 s unbatched vs 1.0-1.3 s with batches of up to 8; see docs/benchmarks.md)."""
-    return mofang_setting(model, "BATCHING", "off" if model == "resnet50" else "auto")
+    """auto | on | off. The image models (ResNet-50, EfficientNet-Lite0) run unbatched unless
+    asked: on 2 CPU cores ONNX Runtime's cost per image does not fall with the batch size, so
+    batches only add waiting (measured at c=8, p99: ResNet-50 0.7 s unbatched vs 1.0-1.3 s with
+    batches of up to 8, /predict 129 ms vs 191 ms at the same r/s; see docs/benchmarks.md)."""
+    default = "auto" if model == "tiny" else "off"
+    return mofang_setting(model, "BATCHING", default)
 
 
 PEER_SETTINGS = {
