@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use http::header::{HeaderName, HeaderValue};
+use http::{Method, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -189,34 +191,16 @@ fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 }
 
 async fn target(args: &Args) -> anyhow::Result<Target> {
-    let rest = args
+    let uri: Uri = args
         .url
-        .strip_prefix("http://")
-        .with_context(|| format!("only http:// URLs are supported, got {}", args.url))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        bail!("the URL has no host: {}", args.url);
+        .parse()
+        .with_context(|| format!("bad URL {}", args.url))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("only http:// URLs are supported, got {}", args.url);
     }
-    if path
-        .bytes()
-        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-    {
-        bail!(
-            "bad URL {}: the path has spaces or control characters",
-            args.url
-        );
-    }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-            h,
-            p.parse::<u16>()
-                .with_context(|| format!("bad port in {}", args.url))?,
-        ),
-        _ => (authority, 80),
-    };
+    let authority = uri.authority().context("the URL has no host")?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let (host, port) = (authority.host(), authority.port_u16().unwrap_or(80));
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let addr = tokio::net::lookup_host((host, port))
         .await?
@@ -227,28 +211,25 @@ async fn target(args: &Args) -> anyhow::Result<Target> {
         None => Vec::new(),
     };
     let method = match &args.method {
-        Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()) => {
-            m.to_ascii_uppercase()
-        }
-        Some(m) => bail!("bad method {m}"),
-        None if args.body_file.is_some() => "POST".to_string(),
-        None => "GET".to_string(),
+        Some(m) => Method::from_bytes(m.as_bytes()).with_context(|| format!("bad method {m}"))?,
+        None if args.body_file.is_some() => Method::POST,
+        None => Method::GET,
     };
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n");
     for h in &args.headers {
         let (name, value) = h
             .split_once(':')
             .with_context(|| format!("header `{h}`: expected `Name: value`"))?;
-        let (name, value) = (name.trim(), value.trim());
-        if name.is_empty()
-            || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
-            || value.bytes().any(|b| b == b'\r' || b == b'\n')
-        {
-            bail!("header `{h}`: not a valid HTTP header");
-        }
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .with_context(|| format!("header `{h}`: bad name"))?;
+        let value = HeaderValue::from_str(value.trim())
+            .with_context(|| format!("header `{h}`: bad value"))?;
+        let value = value
+            .to_str()
+            .with_context(|| format!("header `{h}`: not ASCII"))?;
         request.push_str(&format!("{name}: {value}\r\n"));
     }
-    if !body.is_empty() || method == "POST" || method == "PUT" {
+    if !body.is_empty() || method == Method::POST || method == Method::PUT {
         request.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     request.push_str("\r\n");
@@ -257,7 +238,7 @@ async fn target(args: &Args) -> anyhow::Result<Target> {
     Ok(Target {
         addr,
         request,
-        head: method == "HEAD",
+        head: method == Method::HEAD,
         check: args.check_substring.as_ref().map(|s| s.as_bytes().to_vec()),
         timeout: Duration::from_secs_f64(args.timeout),
     })
@@ -360,17 +341,11 @@ enum Framing {
 
 /// Reads more bytes into the connection's buffer; the end of the stream is a transport failure.
 async fn fill(c: &mut Connection) -> Result<(), Failure> {
-    let mut chunk = [0u8; 16 * 1024];
-    let n = c
-        .stream
-        .read(&mut chunk)
-        .await
-        .map_err(|_| Failure::Transport)?;
-    if n == 0 {
-        return Err(Failure::Transport);
+    c.buf.reserve(16 * 1024);
+    match c.stream.read_buf(&mut c.buf).await {
+        Ok(0) | Err(_) => Err(Failure::Transport),
+        Ok(_) => Ok(()),
     }
-    c.buf.extend_from_slice(&chunk[..n]);
-    Ok(())
 }
 
 async fn read_answer(c: &mut Connection, head_request: bool) -> Result<Answer, Failure> {
