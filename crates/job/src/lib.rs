@@ -1,5 +1,6 @@
 //! Jobs as users write them: the YAML/JSON [`JobSpec`] (tasks with roles and replicas,
-//! resources, restart policy, gang size, storage mounts), its validation with errors that name
+//! resources, restart policy, node selectors, gang size, storage mounts, the framework
+//! [`JobKind`] and its options, the [`RestartMode`]), its validation with errors that name
 //! the field, the [`JobState`]s a job goes through, and the [`RestartPolicy`] decision taken when
 //! a replica ends.
 //!
@@ -7,16 +8,23 @@
 //! the scheduler turns them into gangs, the executors apply [`RestartPolicy::on_exit`] and
 //! [`Backoff`].
 
+mod kind;
 mod quantity;
 mod restart;
 mod spec;
 mod state;
+mod validate;
+
+pub use kind::{
+    ElasticOptions, JobKind, MpiImplementation, MpiOptions, NprocPerNode, PytorchFlavour,
+    PytorchOptions, RdzvBackend, RestartMode, SuccessPolicy, TensorflowOptions,
+};
 
 pub use quantity::{Bytes, Millicores, QuantityError};
 pub use restart::{Backoff, Exit, Outcome, RestartPolicy};
 pub use spec::{
-    DEFAULT_BACKOFF_LIMIT, JobSpec, MAX_ENV, MAX_REPLICAS, MAX_SPEC_BYTES, MAX_TASKS, Mount,
-    Resources, Scope, TaskSpec,
+    DEFAULT_BACKOFF_LIMIT, JobSpec, MAX_ENV, MAX_NODE_SELECTOR, MAX_REPLICAS, MAX_SPEC_BYTES,
+    MAX_TASKS, Mount, Resources, Scope, TaskSpec,
 };
 pub use state::{Condition, JobState};
 
@@ -33,7 +41,7 @@ pub enum Error {
 }
 
 impl Error {
-    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
         Error::Invalid {
             field: field.into(),
             message: message.into(),

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::kind::{JobKind, MpiOptions, PytorchOptions, RestartMode, TensorflowOptions};
 use crate::quantity::{Bytes, Millicores};
 use crate::restart::RestartPolicy;
 use crate::{Error, Result};
@@ -20,6 +21,8 @@ pub const MAX_REPLICAS: u32 = 4096;
 pub const MAX_ENV: usize = 256;
 /// Default number of restarts before a job is marked Failed (Kubeflow's `backoffLimit`).
 pub const DEFAULT_BACKOFF_LIMIT: u32 = 3;
+/// Most labels in one task's `node_selector`.
+pub const MAX_NODE_SELECTOR: usize = 32;
 
 /// A job: one or more tasks (roles), each with replicas, scheduled as one gang.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +56,21 @@ pub struct JobSpec {
     /// Storage the job sees: its user's directory, its group's, the global read-only one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<Mount>,
+    /// The framework the job runs (Kubeflow's job kind); absent: a plain job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<JobKind>,
+    /// Options of `kind: tensorflow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensorflow: Option<TensorflowOptions>,
+    /// Options of `kind: pytorch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pytorch: Option<PytorchOptions>,
+    /// Options of `kind: mpi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mpi: Option<MpiOptions>,
+    /// Whether a restart restarts one replica or the whole gang; default `replica`.
+    #[serde(default, skip_serializing_if = "RestartMode::is_replica")]
+    pub restart_mode: RestartMode,
 }
 
 fn default_backoff_limit() -> u32 {
@@ -84,6 +102,9 @@ pub struct TaskSpec {
     pub resources: Resources,
     #[serde(default)]
     pub restart_policy: RestartPolicy,
+    /// Node labels a replica's node must have (Kubernetes' `nodeSelector`), for the scheduler.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
 }
 
 /// What one replica needs.
@@ -239,7 +260,13 @@ impl JobSpec {
             }
             check_relative_path(&format!("{field}.path"), &mount.path)?;
         }
+        crate::validate::kind(self)?;
         Ok(())
+    }
+
+    /// The task of a role, if the job has it.
+    pub fn task(&self, role: &str) -> Option<&TaskSpec> {
+        self.tasks.iter().find(|t| t.role == role)
     }
 }
 
@@ -292,6 +319,7 @@ impl TaskSpec {
         if let Some(dir) = &self.working_dir {
             check_no_nul(&format!("{at}.working_dir"), dir)?;
         }
+        crate::validate::node_selector(&format!("{at}.node_selector"), &self.node_selector)?;
         Ok(())
     }
 }
