@@ -52,8 +52,7 @@ pub enum RestartMode {
     #[default]
     Replica,
     /// Every replica of the job is stopped and started again together, for frameworks whose
-    /// processes cannot rejoin a running group (one restart of the job counts once against
-    /// `backoff_limit`).
+    /// processes cannot rejoin a running group.
     Gang,
 }
 

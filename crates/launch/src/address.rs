@@ -67,6 +67,16 @@ pub struct Kubernetes {
 }
 
 impl Kubernetes {
+    /// `JobSubdomain` naming (`<job>-<role>-<i>.<job>.<ns>.svc:<port>`), no cluster domain.
+    pub fn new(namespace: &str, port: u16) -> Kubernetes {
+        Kubernetes {
+            namespace: namespace.to_string(),
+            naming: KubeNaming::JobSubdomain,
+            cluster_domain: None,
+            port,
+        }
+    }
+
     /// The naming and port the Kubeflow controller of `framework` uses: TFJob
     /// `ServicePerReplica`:2222, PyTorchJob `ServiceName`:23456, Trainer v2 `TrainerV2`:29500,
     /// MPIJob and plain jobs `JobSubdomain`:22.

@@ -593,7 +593,7 @@ fn mpi_discover_hosts_matches_mpi_operator() {
 /// Intel case (slots 5).
 #[test]
 fn mpi_launcher_and_worker_variables_match_mpi_operator() {
-    let k = kube("bar", KubeNaming::JobSubdomain, None, 22);
+    let k = Kubernetes::new("bar", 22);
     let p = plan_on_kube(&mpi("foo", 1, MpiImplementation::OpenMpi, 1), &k);
     assert_eq!(
         env(&p, "launcher", 0),
