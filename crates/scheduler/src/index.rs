@@ -100,6 +100,44 @@ impl NodeIndex {
             .map(|&(_, _, i)| i)
             .or_else(|| from_gpu_set(0))
     }
+
+    /// The fitting node with the most free of what `request` is mostly about, among those
+    /// `eligible` accepts ([`crate::PlacementPolicy::Spread`]): for a GPU replica the GPU node
+    /// with the most free GPUs, for a CPU-only replica the node with the most free CPU, with
+    /// or without GPUs. Ties go to the later node in name order. The CPU case scans the GPU
+    /// nodes (they are not keyed by CPU first): O(log n + GPU nodes).
+    pub fn find_most_free(
+        &self,
+        request: Resources,
+        eligible: impl Fn(u32) -> bool,
+    ) -> Option<u32> {
+        let fits_rest =
+            |cpu: u64, mem: u64| cpu >= request.cpu_millis && mem >= request.memory_bytes;
+        if request.gpus > 0 {
+            return self
+                .gpu
+                .range((Bound::Included((request.gpus, 0, 0, 0)), Bound::Unbounded))
+                .rev()
+                .find(|&&(_, cpu, mem, i)| fits_rest(cpu, mem) && eligible(i))
+                .map(|&(_, _, _, i)| i);
+        }
+        let cpu_only = self
+            .cpu_only
+            .range((
+                Bound::Included((request.cpu_millis, request.memory_bytes, 0)),
+                Bound::Unbounded,
+            ))
+            .rev()
+            .find(|&&(_, mem, i)| mem >= request.memory_bytes && eligible(i))
+            .copied();
+        let gpu = self
+            .gpu
+            .iter()
+            .filter(|&&(_, cpu, mem, i)| fits_rest(cpu, mem) && eligible(i))
+            .map(|&(_, cpu, mem, i)| (cpu, mem, i))
+            .max();
+        cpu_only.max(gpu).map(|(_, _, i)| i)
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ mod resources;
 pub mod sim;
 mod validate;
 
-pub use cycle::{Config, Scheduler};
+pub use cycle::{Config, PlacementPolicy, Scheduler};
 pub use model::{
     Allocation, Decisions, Explanation, Hold, Node, PendingJob, Placement, Queue, QueueStatus,
     Reason, Rejection, ReplicaPlacement, Reservation, Snapshot, TaskSpec,

@@ -57,7 +57,8 @@ pub fn validate_queue(queue: &Queue) -> Result<(), Error> {
 
 /// Checks that `job` could ever run on `nodes` within its queue: well formed, its queue exists,
 /// its gang is no larger than the queue's capability or the whole cluster, and every replica
-/// fits on at least one node (with its selector). Any error is permanent: waiting will not help.
+/// fits on at least one node (with its selector: a selector no node's labels satisfy is
+/// [`Rejection::NoNodeMatchesSelector`]). Any error is permanent: waiting will not help.
 pub fn validate_job(job: &PendingJob, queues: &[Queue], nodes: &[Node]) -> Result<(), Rejection> {
     let total = nodes
         .iter()
@@ -68,37 +69,50 @@ pub fn validate_job(job: &PendingJob, queues: &[Queue], nodes: &[Node]) -> Resul
         job,
         |name| queues.iter().find(|q| q.name == name),
         total,
-        |request, selector| fits.any_node(&nodes, request, selector),
+        |request, selector| fits.check(&nodes, request, selector),
     )
     .map(|_| ())
+}
+
+/// Whether some node could ever run one replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NodeFit {
+    /// A node matching the selector has the allocatable for it.
+    Fits,
+    /// The selector matches no node.
+    NoMatch,
+    /// Nodes match the selector, but none has that much allocatable.
+    TooSmall,
 }
 
 /// Remembers, per request and selector, whether any node's allocatable holds it.
 #[derive(Debug, Default)]
 pub(crate) struct NodeFitCache<'a> {
-    known: HashMap<(Resources, &'a BTreeMap<String, String>), bool>,
+    known: HashMap<(Resources, &'a BTreeMap<String, String>), NodeFit>,
 }
 
 impl<'a> NodeFitCache<'a> {
-    pub fn any_node(
+    pub fn check(
         &mut self,
         nodes: &[&Node],
         request: Resources,
         selector: &'a BTreeMap<String, String>,
-    ) -> bool {
+    ) -> NodeFit {
         *self.known.entry((request, selector)).or_insert_with(|| {
-            nodes
-                .iter()
-                .any(|n| request.fits_in(&n.allocatable) && selector_matches(selector, n))
+            let mut matched = false;
+            for n in nodes.iter().filter(|n| n.matches(selector)) {
+                if request.fits_in(&n.allocatable) {
+                    return NodeFit::Fits;
+                }
+                matched = true;
+            }
+            if matched || selector.is_empty() {
+                NodeFit::TooSmall
+            } else {
+                NodeFit::NoMatch
+            }
         })
     }
-}
-
-/// True when the node carries every label of the selector with the same value.
-pub(crate) fn selector_matches(selector: &BTreeMap<String, String>, node: &Node) -> bool {
-    selector
-        .iter()
-        .all(|(k, v)| node.labels.get(k).is_some_and(|nv| nv == v))
 }
 
 /// The checks of [`validate_job`], with the queue lookup, cluster total and node-fit test
@@ -107,7 +121,7 @@ pub(crate) fn check_job<'j, 'q>(
     job: &'j PendingJob,
     find_queue: impl Fn(&str) -> Option<&'q Queue>,
     cluster_total: Resources,
-    mut any_node_fits: impl FnMut(Resources, &'j BTreeMap<String, String>) -> bool,
+    mut node_fit: impl FnMut(Resources, &'j BTreeMap<String, String>) -> NodeFit,
 ) -> Result<Gang, Rejection> {
     if job.tasks.is_empty() {
         return Err(Rejection::NoTasks);
@@ -177,12 +191,21 @@ pub(crate) fn check_job<'j, 'q>(
         });
     }
     for task in &job.tasks {
-        if !any_node_fits(task.request, &task.node_selector) {
-            return Err(Rejection::NoNodeFits {
-                role: task.role.clone(),
-                request: task.request,
-                node_selector: task.node_selector.clone(),
-            });
+        match node_fit(task.request, &task.node_selector) {
+            NodeFit::Fits => {}
+            NodeFit::NoMatch => {
+                return Err(Rejection::NoNodeMatchesSelector {
+                    role: task.role.clone(),
+                    node_selector: task.node_selector.clone(),
+                });
+            }
+            NodeFit::TooSmall => {
+                return Err(Rejection::NoNodeFits {
+                    role: task.role.clone(),
+                    request: task.request,
+                    node_selector: task.node_selector.clone(),
+                });
+            }
         }
     }
     Ok(Gang {
