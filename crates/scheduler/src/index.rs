@@ -168,4 +168,45 @@ mod tests {
         assert_eq!(index.find(Resources::new(1000, 1, 1), |i| i != 0), None);
         assert_eq!(index.find(Resources::new(1000, 1, 3), |_| true), None);
     }
+
+    #[test]
+    fn most_free_spreads_and_lets_cpu_work_onto_gpu_nodes() {
+        let index = NodeIndex::new([
+            (true, Resources::new(8000, 100, 2)),
+            (false, Resources::new(1000, 100, 0)),
+            (true, Resources::new(4000, 100, 6)),
+            (false, Resources::new(2000, 100, 0)),
+        ]);
+        // CPU work: the most free CPU, GPU node or not.
+        assert_eq!(
+            index.find_most_free(Resources::new(500, 10, 0), |_| true),
+            Some(0)
+        );
+        assert_eq!(
+            index.find_most_free(Resources::new(500, 10, 0), |i| i % 2 == 1),
+            Some(3)
+        );
+        // GPU work: the most free GPUs.
+        assert_eq!(
+            index.find_most_free(Resources::new(500, 10, 1), |_| true),
+            Some(2)
+        );
+        assert_eq!(
+            index.find_most_free(Resources::new(5000, 10, 1), |_| true),
+            Some(0)
+        );
+        assert_eq!(
+            index.find_most_free(Resources::new(500, 10, 7), |_| true),
+            None
+        );
+        // Ties go to the later node.
+        let tied = NodeIndex::new([
+            (false, Resources::new(1000, 100, 0)),
+            (false, Resources::new(1000, 100, 0)),
+        ]);
+        assert_eq!(
+            tied.find_most_free(Resources::new(500, 10, 0), |_| true),
+            Some(1)
+        );
+    }
 }
