@@ -252,7 +252,8 @@ impl<'a> Cycle<'a> {
                 job,
                 |name| queue_id.get(name).map(|&i| queue_refs[i]),
                 total,
-                |request, selector| fit_cache.check(&nodes, request, selector),
+                &nodes,
+                &mut fit_cache,
             );
             let gang = match checked {
                 Ok(g) => g,

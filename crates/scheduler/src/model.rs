@@ -244,6 +244,14 @@ pub enum Rejection {
         needs: Resources,
         total: Resources,
     },
+    /// The gang's replicas with this node selector need more in `dimension` than the nodes
+    /// it matches have together.
+    LargerThanSelectedNodes {
+        node_selector: BTreeMap<String, String>,
+        dimension: Dimension,
+        needs: Resources,
+        total: Resources,
+    },
     /// The task's node selector matches no node: no node carries all its labels.
     NoNodeMatchesSelector {
         role: String,
@@ -301,6 +309,18 @@ impl fmt::Display for Rejection {
                 f,
                 "gang needs {} but the whole cluster has {}",
                 needs.show(*dimension),
+                total.show(*dimension)
+            ),
+            Rejection::LargerThanSelectedNodes {
+                node_selector,
+                dimension,
+                needs,
+                total,
+            } => write!(
+                f,
+                "gang needs {} on nodes labelled {} and those nodes have {} in all",
+                needs.show(*dimension),
+                show_selector(node_selector),
                 total.show(*dimension)
             ),
             Rejection::NoNodeMatchesSelector {

@@ -377,7 +377,7 @@ pub fn verify_packing(snapshot: &Snapshot, decisions: &Decisions) -> Vec<String>
 /// - a replica that asks for GPUs is only on a node that has GPUs, and every replica is on a
 ///   node that carries all the labels of its task's selector;
 /// - a job rejected because its selector matches no node (or no selected node is large
-///   enough) really has no such node;
+///   enough, or the selected nodes together are too small for the gang) really is so;
 /// - reservations hold no more than a node's allocatable.
 ///
 /// These hold under every [`PlacementPolicy`]; [`verify_packing`] checks what only
@@ -439,6 +439,21 @@ pub fn verify(snapshot: &Snapshot, decisions: &Decisions) -> Vec<String> {
             } if selected(node_selector).iter().any(|a| request.fits_in(a)) => {
                 bad.push(format!(
                     "job {}: rejected as fitting no node, but a selected node holds it",
+                    e.job
+                ));
+            }
+            Rejection::LargerThanSelectedNodes {
+                node_selector,
+                needs,
+                ..
+            } if needs.fits_in(
+                &selected(node_selector)
+                    .into_iter()
+                    .fold(Resources::ZERO, Resources::saturating_add),
+            ) =>
+            {
+                bad.push(format!(
+                    "job {}: rejected as larger than its selected nodes, but they hold it",
                     e.job
                 ));
             }

@@ -56,9 +56,10 @@ pub fn validate_queue(queue: &Queue) -> Result<(), Error> {
 }
 
 /// Checks that `job` could ever run on `nodes` within its queue: well formed, its queue exists,
-/// its gang is no larger than the queue's capability or the whole cluster, and every replica
-/// fits on at least one node (with its selector: a selector no node's labels satisfy is
-/// [`Rejection::NoNodeMatchesSelector`]). Any error is permanent: waiting will not help.
+/// its gang is no larger than the queue's capability or the whole cluster, every replica fits
+/// on at least one node (with its selector: a selector no node's labels satisfy is
+/// [`Rejection::NoNodeMatchesSelector`]), and the gang's replicas with a selector need no more
+/// than the nodes it matches have together. Any error is permanent: waiting will not help.
 pub fn validate_job(job: &PendingJob, queues: &[Queue], nodes: &[Node]) -> Result<(), Rejection> {
     let total = nodes
         .iter()
@@ -69,7 +70,8 @@ pub fn validate_job(job: &PendingJob, queues: &[Queue], nodes: &[Node]) -> Resul
         job,
         |name| queues.iter().find(|q| q.name == name),
         total,
-        |request, selector| fits.check(&nodes, request, selector),
+        &nodes,
+        &mut fits,
     )
     .map(|_| ())
 }
@@ -85,13 +87,29 @@ pub(crate) enum NodeFit {
     TooSmall,
 }
 
-/// Remembers, per request and selector, whether any node's allocatable holds it.
+/// Remembers, per request and selector, whether any node's allocatable holds it, and per
+/// selector what the nodes it matches have in all.
 #[derive(Debug, Default)]
 pub(crate) struct NodeFitCache<'a> {
     known: HashMap<(Resources, &'a BTreeMap<String, String>), NodeFit>,
+    totals: HashMap<&'a BTreeMap<String, String>, Resources>,
 }
 
 impl<'a> NodeFitCache<'a> {
+    /// The allocatable of the nodes `selector` matches, together.
+    pub fn selected_total(
+        &mut self,
+        nodes: &[&Node],
+        selector: &'a BTreeMap<String, String>,
+    ) -> Resources {
+        *self.totals.entry(selector).or_insert_with(|| {
+            nodes
+                .iter()
+                .filter(|n| n.matches(selector))
+                .fold(Resources::ZERO, |t, n| t.saturating_add(n.allocatable))
+        })
+    }
+
     pub fn check(
         &mut self,
         nodes: &[&Node],
@@ -115,13 +133,14 @@ impl<'a> NodeFitCache<'a> {
     }
 }
 
-/// The checks of [`validate_job`], with the queue lookup, cluster total and node-fit test
-/// supplied by the caller (the cycle has them indexed).
+/// The checks of [`validate_job`], with the queue lookup, cluster total and node-fit cache
+/// supplied by the caller (the cycle has them indexed and checks many jobs).
 pub(crate) fn check_job<'j, 'q>(
     job: &'j PendingJob,
     find_queue: impl Fn(&str) -> Option<&'q Queue>,
     cluster_total: Resources,
-    mut node_fit: impl FnMut(Resources, &'j BTreeMap<String, String>) -> NodeFit,
+    nodes: &[&Node],
+    fits: &mut NodeFitCache<'j>,
 ) -> Result<Gang, Rejection> {
     if job.tasks.is_empty() {
         return Err(Rejection::NoTasks);
@@ -157,6 +176,8 @@ pub(crate) fn check_job<'j, 'q>(
     };
     let mut total = Resources::ZERO;
     let mut min_total = Resources::ZERO;
+    // What the gang's replicas with each (non-empty) selector need together.
+    let mut by_selector: BTreeMap<&BTreeMap<String, String>, Resources> = BTreeMap::new();
     let mut k = 0u64;
     for task in &job.tasks {
         let all = task
@@ -170,6 +191,10 @@ pub(crate) fn check_job<'j, 'q>(
             .checked_mul(in_gang)
             .ok_or(Rejection::Overflow)?;
         min_total = min_total.checked_add(part).ok_or(Rejection::Overflow)?;
+        if !task.node_selector.is_empty() && in_gang > 0 {
+            let e = by_selector.entry(&task.node_selector).or_default();
+            *e = e.saturating_add(part);
+        }
         k += u64::from(task.replicas);
     }
     let queue = find_queue(&job.queue).ok_or_else(|| Rejection::UnknownQueue {
@@ -191,7 +216,7 @@ pub(crate) fn check_job<'j, 'q>(
         });
     }
     for task in &job.tasks {
-        match node_fit(task.request, &task.node_selector) {
+        match fits.check(nodes, task.request, &task.node_selector) {
             NodeFit::Fits => {}
             NodeFit::NoMatch => {
                 return Err(Rejection::NoNodeMatchesSelector {
@@ -206,6 +231,17 @@ pub(crate) fn check_job<'j, 'q>(
                     node_selector: task.node_selector.clone(),
                 });
             }
+        }
+    }
+    for (selector, needs) in by_selector {
+        let total = fits.selected_total(nodes, selector);
+        if let Some(dimension) = needs.first_excess(&total) {
+            return Err(Rejection::LargerThanSelectedNodes {
+                node_selector: selector.clone(),
+                dimension,
+                needs,
+                total,
+            });
         }
     }
     Ok(Gang {

@@ -123,7 +123,16 @@ fn a_selector_no_node_satisfies_is_rejected_naming_it() {
         "q",
         vec![TaskSpec::new("worker", 1, res(8, 8, 9)).with_node_selector([("zone", "a")])],
     );
-    let snap = snapshot(nodes, vec![queue("q", 1)], vec![tpu, both, wide]);
+    // Each replica fits an h100 node, but the gang needs more than the h100 nodes have.
+    let h100s = job_with(
+        "h100s",
+        "q",
+        vec![
+            TaskSpec::new("launcher", 1, res(1, 1, 0)),
+            TaskSpec::new("worker", 2, res(8, 64, 8)).with_node_selector([("accelerator", "h100")]),
+        ],
+    );
+    let snap = snapshot(nodes, vec![queue("q", 1)], vec![tpu, both, wide, h100s]);
     let d = decide(PlacementPolicy::Pack, &snap);
     assert!(d.placements.is_empty());
     let expected = [
@@ -141,6 +150,11 @@ fn a_selector_no_node_satisfies_is_rejected_naming_it() {
             "wide",
             "rejected: a replica of task worker needs 9 GPUs, 8 CPU, 8 GiB on a node labelled \
              zone=a and no node has that much",
+        ),
+        (
+            "h100s",
+            "rejected: gang needs 16 GPUs on nodes labelled accelerator=h100 and those nodes \
+             have 8 GPUs in all",
         ),
     ];
     for (id, message) in expected {
