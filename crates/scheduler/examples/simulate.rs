@@ -254,12 +254,13 @@ fn placement(seed: u64) -> Result<(), mofang_scheduler::Error> {
         );
     }
     let summary = |name: &str, r: &MixedRun| {
+        let waits = &r.gpu_job_waits;
+        let mean_wait = waits.iter().sum::<u64>() as f64 / waits.len().max(1) as f64;
         println!(
-            "  {name:<7} mean over the run: {:.1} GPUs free on partly used nodes, {:.1} whole free GPU nodes, {:.1} of {:.1} free GPUs stranded; {:.1} CPU-only replicas on GPU nodes; {} of {} jobs started ({} GPU jobs); {} rejected; checker violations: {}",
-            r.mean(|f| f.gpus_free_on_partly_used_nodes),
-            r.mean(|f| f.whole_free_gpu_nodes),
+            "  {name:<6} mean over the run: {:.1} GPUs free on partly used nodes (of {:.1} free), {:.1} whole free GPU nodes, {:.1} CPU-only replicas on GPU nodes; {} of {} jobs started; {} GPU jobs started, mean wait {mean_wait:.0} s; {} rejected; checker violations: {}",
             r.mean(|f| f.gpus_free_on_partly_used_nodes),
             r.mean(|f| f.free_gpus),
+            r.mean(|f| f.whole_free_gpu_nodes),
             r.mean(|f| f.cpu_replicas_on_gpu_nodes),
             r.started,
             r.submitted,

@@ -628,6 +628,8 @@ pub struct MixedRun {
     pub rejected: usize,
     /// GPU jobs started.
     pub gpu_jobs_started: usize,
+    /// How long each started GPU job waited in the queue, in seconds.
+    pub gpu_job_waits: Vec<u64>,
     /// The checker's findings ([`verify`], and [`verify_packing`] under
     /// [`PlacementPolicy::Pack`]); empty when every decision was sound.
     pub violations: Vec<String>,
@@ -709,13 +711,14 @@ impl MixedScenario {
         );
         let mut rng = Rng::new(self.seed);
         let mut out = MixedRun::default();
-        let mut gpu_jobs: HashSet<String> = HashSet::new();
+        // GPU jobs and when they were submitted.
+        let mut gpu_jobs: HashMap<String, u64> = HashMap::new();
         for t in 0..self.steps {
             let mut arrivals = Vec::new();
             if rng.chance(self.arrival_chance) {
                 let id = format!("job-{:05}", out.submitted + arrivals.len());
                 arrivals.push(if rng.chance(self.gpu_job_share) {
-                    gpu_jobs.insert(id.clone());
+                    gpu_jobs.insert(id.clone(), t);
                     Self::gpu_job(&mut rng, id)
                 } else {
                     Self::cpu_job(&mut rng, id)
@@ -734,11 +737,12 @@ impl MixedScenario {
             }
             let decisions = sim.step(1)?;
             out.started += decisions.placements.len();
-            out.gpu_jobs_started += decisions
-                .placements
-                .iter()
-                .filter(|p| gpu_jobs.contains(&p.job))
-                .count();
+            for p in &decisions.placements {
+                if let Some(&submitted) = gpu_jobs.get(&p.job) {
+                    out.gpu_jobs_started += 1;
+                    out.gpu_job_waits.push(t - submitted);
+                }
+            }
             out.samples.push(sim.fragmentation());
         }
         out.rejected = sim.rejected.len();
