@@ -9,6 +9,8 @@
 //! 5. the lending pass: capacity nobody within their share could use goes to jobs that were
 //!    held back only by their queue's fair share;
 //! 6. the oldest starving jobs that are blocked by node capacity reserve nodes.
+//!
+//! Wherever a replica is placed, `Cycle::choose` picks its node by [`PlacementPolicy`].
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashMap};

@@ -8,6 +8,8 @@
 //! still find whole empty nodes. A GPU replica searches only the GPU set. A CPU-only replica
 //! searches the CPU-only set first and falls back to GPU nodes only when no CPU-only node fits,
 //! beginning with GPU nodes whose GPUs are all taken (their CPU is otherwise stranded).
+//! `find_most_free` answers the opposite question (the node with the most free), for
+//! `PlacementPolicy::Spread`.
 //!
 //! Cost: O(log n) per insert/remove; a lookup is O(log n + k) where k counts nodes skipped
 //! because a second dimension (memory, or CPU on the GPU set) or a node selector did not match.
