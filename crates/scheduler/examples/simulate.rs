@@ -1,7 +1,8 @@
-//! Scheduling throughput of the scheduler core on a simulated cluster (issue 6, item 10).
+//! Scheduling throughput of the scheduler core on a simulated cluster (issue 6, item 10), and
+//! GPU fragmentation with and without the packing placement policy.
 //!
 //! ```sh
-//! cargo run --release -p mofang-scheduler --example simulate [-- --seed N]
+//! cargo run --release -p mofang-scheduler --example simulate [-- --seed N] [--placement-only]
 //! ```
 //!
 //! Scenario A mirrors kube-scheduler's `scheduler_perf` test `SchedulingBasic/5000Nodes_50000Pods`
@@ -12,12 +13,20 @@
 //! cycles, starting what was placed (nothing finishes), until a cycle places nothing; the
 //! throughput counts pods placed per second of time spent inside `Scheduler::schedule`.
 //! Every cycle's decisions are also checked with `sim::verify` (outside the timing).
+//!
+//! Scenario C is `sim::MixedScenario::default()`: 40 CPU nodes and 20 nodes of 8 GPUs, an
+//! hour of GPU training jobs (CPU launchers and parameter servers beside GPU workers) and CPU
+//! jobs arriving at random, with a burst of CPU work half-way. It runs twice on the same
+//! arrivals, with `PlacementPolicy::Pack` (the default) and `PlacementPolicy::Spread`
+//! (Kubernetes' LeastAllocated), and prints the GPUs free on partly used GPU nodes (usable
+//! only by jobs that fit beside what runs there) and the whole free GPU nodes over the run.
 
 use std::time::{Duration, Instant};
 
-use mofang_scheduler::sim::{Rng, verify};
+use mofang_scheduler::sim::{Fragmentation, MixedRun, MixedScenario, Rng, verify};
 use mofang_scheduler::{
-    Allocation, Node, PendingJob, Queue, Resources, Scheduler, Snapshot, TaskSpec,
+    Allocation, Config, Node, PendingJob, PlacementPolicy, Queue, Resources, Scheduler, Snapshot,
+    TaskSpec,
 };
 
 const GIB: u64 = 1 << 30;
@@ -206,17 +215,91 @@ fn run(scheduler: &Scheduler, mut snap: Snapshot) -> Result<Outcome, mofang_sche
     }
 }
 
+/// Scenario C: the mixed cluster under both placement policies.
+fn placement(seed: u64) -> Result<(), mofang_scheduler::Error> {
+    let scenario = MixedScenario {
+        seed,
+        ..MixedScenario::default()
+    };
+    println!(
+        "scenario C: placement on a mixed cluster ({} CPU nodes 32 CPU/128 GiB, {} GPU nodes 8 GPUs/64 CPU/512 GiB, {} s, seed {seed}, CPU burst of {} jobs at {} s)",
+        scenario.cpu_nodes,
+        scenario.gpu_nodes,
+        scenario.steps,
+        scenario.cpu_burst_jobs,
+        scenario.cpu_burst_at
+    );
+    let with_policy = |placement| Config {
+        placement,
+        ..Config::default()
+    };
+    let pack = scenario.run(with_policy(PlacementPolicy::Pack))?;
+    let spread = scenario.run(with_policy(PlacementPolicy::Spread))?;
+    println!(
+        "  at time t: GPUs free on partly used GPU nodes / whole free GPU nodes / CPU-only replicas on GPU nodes"
+    );
+    println!("  {:>6}  {:>22}  {:>22}", "t (s)", "Pack", "Spread");
+    let show = |f: &Fragmentation| {
+        format!(
+            "{:>4} / {:>2} / {:>4}",
+            f.gpus_free_on_partly_used_nodes, f.whole_free_gpu_nodes, f.cpu_replicas_on_gpu_nodes
+        )
+    };
+    for t in (299..pack.samples.len()).step_by(300) {
+        println!(
+            "  {:>6}  {:>22}  {:>22}",
+            t + 1,
+            show(&pack.samples[t]),
+            show(&spread.samples[t])
+        );
+    }
+    let summary = |name: &str, r: &MixedRun| {
+        let waits = &r.gpu_job_waits;
+        let mean_wait = waits.iter().sum::<u64>() as f64 / waits.len().max(1) as f64;
+        println!(
+            "  {name:<6} mean over the run: {:.1} GPUs free on partly used nodes (of {:.1} free), {:.1} whole free GPU nodes, {:.1} CPU-only replicas on GPU nodes; {} of {} jobs started; {} GPU jobs started, mean wait {mean_wait:.0} s; {} rejected; checker violations: {}",
+            r.mean(|f| f.gpus_free_on_partly_used_nodes),
+            r.mean(|f| f.free_gpus),
+            r.mean(|f| f.whole_free_gpu_nodes),
+            r.mean(|f| f.cpu_replicas_on_gpu_nodes),
+            r.started,
+            r.submitted,
+            r.gpu_jobs_started,
+            r.rejected,
+            r.violations.len()
+        );
+    };
+    summary("Pack", &pack);
+    summary("Spread", &spread);
+    Ok(())
+}
+
 fn main() {
     let mut seed = 1;
+    let mut placement_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        match (a.as_str(), args.next().map(|v| v.parse::<u64>())) {
-            ("--seed", Some(Ok(v))) => seed = v,
+        match a.as_str() {
+            "--placement-only" => placement_only = true,
+            "--seed" => match args.next().map(|v| v.parse::<u64>()) {
+                Some(Ok(v)) => seed = v,
+                _ => {
+                    eprintln!("simulate: --seed needs a number");
+                    std::process::exit(2);
+                }
+            },
             _ => {
-                eprintln!("usage: simulate [--seed N]");
+                eprintln!("usage: simulate [--seed N] [--placement-only]");
                 std::process::exit(2);
             }
         }
+    }
+    if placement_only {
+        if let Err(e) = placement(seed) {
+            eprintln!("simulate: {e}");
+            std::process::exit(1);
+        }
+        return;
     }
     let scheduler = Scheduler::default();
     let mut scenario_a_rate = 0.0;
@@ -276,4 +359,9 @@ fn main() {
             "NOT met"
         }
     );
+    println!();
+    if let Err(e) = placement(seed) {
+        eprintln!("simulate: {e}");
+        std::process::exit(1);
+    }
 }

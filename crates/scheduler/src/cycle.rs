@@ -9,6 +9,8 @@
 //! 5. the lending pass: capacity nobody within their share could use goes to jobs that were
 //!    held back only by their queue's fair share;
 //! 6. the oldest starving jobs that are blocked by node capacity reserve nodes.
+//!
+//! Wherever a replica is placed, `Cycle::choose` picks its node by [`PlacementPolicy`].
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -35,6 +37,29 @@ pub struct Config {
     /// queues beyond their share (still within capability). Without preemption, lent
     /// capacity comes back when the borrowing jobs finish.
     pub lend_idle_capacity: bool,
+    /// How replicas choose among the nodes that fit them (see [`PlacementPolicy`]).
+    pub placement: PlacementPolicy,
+}
+
+/// How a replica chooses among the nodes that can hold it. Both honour node selectors, gangs
+/// and capabilities alike; they differ only in which fitting node is taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PlacementPolicy {
+    /// Keep whole GPU nodes free for big jobs (the default):
+    /// - a replica that asks for no GPU goes to a node without GPUs while one fits, and to a
+    ///   GPU node (first those whose GPUs are all taken) only when none does;
+    /// - a GPU replica goes first to a node its job already took in this cycle (the fullest
+    ///   of them), then to the fullest partly used node that holds all the job's GPU replicas
+    ///   still to place, then to the fullest partly used node that holds it, and only then to
+    ///   a whole free node (the smallest that holds it): a job's GPU replicas fill one node
+    ///   before opening another, and whole GPU nodes stay free for jobs that need them;
+    /// - among nodes without GPUs, best fit (the least free CPU that still holds the replica).
+    #[default]
+    Pack,
+    /// Kubernetes' default `LeastAllocated` scoring, kept as the baseline the packing rules are
+    /// measured against: every replica goes to the node with the most free of what it asks
+    /// for (GPUs, else CPU), GPU nodes and CPU nodes alike.
+    Spread,
 }
 
 impl Default for Config {
@@ -43,6 +68,7 @@ impl Default for Config {
             starvation_after_secs: 300,
             reservation_depth: 1,
             lend_idle_capacity: true,
+            placement: PlacementPolicy::Pack,
         }
     }
 }
@@ -228,7 +254,8 @@ impl<'a> Cycle<'a> {
                 job,
                 |name| queue_id.get(name).map(|&i| queue_refs[i]),
                 total,
-                |request, selector| fit_cache.any_node(&nodes, request, selector),
+                &nodes,
+                &mut fit_cache,
             );
             let gang = match checked {
                 Ok(g) => g,
@@ -251,12 +278,7 @@ impl<'a> Cycle<'a> {
                         return 0;
                     }
                     *selector_id.entry(&t.node_selector).or_insert_with(|| {
-                        eligible.push(
-                            nodes
-                                .iter()
-                                .map(|n| validate::selector_matches(&t.node_selector, n))
-                                .collect(),
-                        );
+                        eligible.push(nodes.iter().map(|n| n.matches(&t.node_selector)).collect());
                         eligible.len() - 1
                     })
                 })
@@ -653,6 +675,54 @@ impl<'a> Cycle<'a> {
         })
     }
 
+    /// The node for one replica of task `t` of job `j` under the configured
+    /// [`PlacementPolicy`], or `None` if no node's offered capacity holds it. `gpu_rest` is
+    /// what the job's GPU replicas still to place in this round ask for, this one included;
+    /// `used` lists the nodes the job has taken in this round.
+    fn choose(&self, j: usize, t: usize, gpu_rest: Resources, used: &[u32]) -> Option<u32> {
+        let request = self.jobs[j].job.tasks[t].request;
+        let sel = self.jobs[j].selectors[t];
+        let eligible = |n: u32| self.is_eligible(sel, n);
+        match self.config.placement {
+            PlacementPolicy::Spread => self.index.find_most_free(request, eligible),
+            PlacementPolicy::Pack if request.gpus == 0 => self.index.find(request, eligible),
+            PlacementPolicy::Pack => {
+                // 1. Fill a node the job already took before opening another.
+                let own = used
+                    .iter()
+                    .copied()
+                    .filter(|&n| eligible(n) && request.fits_in(&self.offered(n)))
+                    .min_by_key(|&n| {
+                        let o = self.offered(n);
+                        (o.gpus, o.cpu_millis, o.memory_bytes, n)
+                    });
+                if own.is_some() {
+                    return own;
+                }
+                // 2. The fullest partly used node that holds the rest of the job's GPU replicas
+                //    (this task's selector decides where; the later ones are checked when
+                //    their turn comes), so no whole free node is opened for them.
+                let rest = gpu_rest.max(request);
+                if let Some(n) = self
+                    .index
+                    .find(rest, |n| eligible(n) && self.partly_used(n))
+                {
+                    return Some(n);
+                }
+                // 3. Best fit: the least free GPUs that hold it, on a partly used node if
+                //    one does, else on a whole free node.
+                self.index
+                    .find(request, |n| eligible(n) && self.partly_used(n))
+                    .or_else(|| self.index.find(request, eligible))
+            }
+        }
+    }
+
+    /// True when something runs on (or is held on) node `n`: it is not a whole free node.
+    fn partly_used(&self, n: u32) -> bool {
+        self.offered(n) != self.nodes[n as usize].allocatable
+    }
+
     /// Places the gang's `min` replicas all at once, or none (everything taken is given back).
     fn place_gang(
         &mut self,
@@ -679,15 +749,23 @@ impl<'a> Cycle<'a> {
             }
         }
         let mut placed: Vec<(usize, u32, u32)> = Vec::with_capacity(min.min(1024));
+        let mut used: Vec<u32> = Vec::new();
+        let mut gpu_rest = gpu_requests(job, Gang::replicas(job).take(min));
         for (t, i) in Gang::replicas(job).take(min) {
             let request = job.tasks[t].request;
             let sel = self.jobs[j].selectors[t];
             let node = holds
                 .and_then(|h| self.find_in_holds(h, request, sel))
-                .or_else(|| self.index.find(request, |n| self.is_eligible(sel, n)));
+                .or_else(|| self.choose(j, t, gpu_rest, &used));
+            if request.gpus > 0 {
+                gpu_rest = gpu_rest.saturating_sub(request);
+            }
             if let Some(n) = node {
                 self.take(n, request);
                 placed.push((t, i, n));
+                if !used.contains(&n) {
+                    used.push(n);
+                }
                 continue;
             }
             let fitted = placed.len() as u64;
@@ -722,17 +800,30 @@ impl<'a> Cycle<'a> {
         }
         let min = usize::try_from(self.jobs[j].gang.min).unwrap_or(usize::MAX);
         if self.jobs[j].gang.count > self.jobs[j].gang.min {
+            let mut used: Vec<u32> = Vec::new();
+            for &(_, _, n) in &placed {
+                if !used.contains(&n) {
+                    used.push(n);
+                }
+            }
+            let mut gpu_rest = gpu_requests(job, Gang::replicas(job).skip(min));
             for (t, i) in Gang::replicas(job).skip(min) {
                 let request = job.tasks[t].request;
-                let sel = self.jobs[j].selectors[t];
+                let rest = gpu_rest;
+                if request.gpus > 0 {
+                    gpu_rest = gpu_rest.saturating_sub(request);
+                }
                 if self.capability_blocks(q, request).is_some() {
                     continue;
                 }
-                if let Some(n) = self.index.find(request, |n| self.is_eligible(sel, n)) {
+                if let Some(n) = self.choose(j, t, rest, &used) {
                     self.take(n, request);
                     let qs = &mut self.queues[q];
                     qs.allocated = qs.allocated.saturating_add(request);
                     placed.push((t, i, n));
+                    if !used.contains(&n) {
+                        used.push(n);
+                    }
                 }
             }
         }
@@ -795,7 +886,8 @@ impl<'a> Cycle<'a> {
     }
 
     /// Chooses nodes for a reservation: those with the most free (less holds) of the gang's
-    /// dominant resource first, so they drain soonest; CPU-only gangs prefer CPU-only nodes.
+    /// dominant resource first, so they drain soonest; CPU-only gangs prefer CPU-only nodes,
+    /// and so do the CPU-only replicas of GPU gangs.
     /// Replicas are packed first-fit into what each node can hold once drained.
     fn plan_holds(&self, j: usize) -> Option<Vec<(u32, Resources)>> {
         let job = &self.jobs[j];
@@ -817,7 +909,7 @@ impl<'a> Cycle<'a> {
         {
             let request = job.job.tasks[t].request;
             let sel = job.selectors[t];
-            let n = order.iter().copied().find(|&n| {
+            let holds_it = |n: u32| {
                 let room = self.nodes[n as usize]
                     .allocatable
                     .saturating_sub(self.hold[n as usize]);
@@ -826,7 +918,16 @@ impl<'a> Cycle<'a> {
                     && used
                         .checked_add(request)
                         .is_some_and(|after| after.fits_in(&room))
-            })?;
+            };
+            let has_gpus = |n: u32| self.nodes[n as usize].allocatable.gpus > 0;
+            // A CPU-only replica of a GPU gang (a launcher, a parameter server) is planned on a
+            // node without GPUs when one can hold it, as it would be placed.
+            let n = order
+                .iter()
+                .copied()
+                .filter(|&n| request.gpus > 0 || !has_gpus(n))
+                .find(|&n| holds_it(n))
+                .or_else(|| order.iter().copied().find(|&n| holds_it(n)))?;
             let entry = planned.entry(n).or_insert_with(|| {
                 sequence.push(n);
                 Resources::ZERO
@@ -926,6 +1027,14 @@ fn effective_capability(q: &Queue, total: Resources, guarantees: Resources) -> R
         ),
         limit(q.capability.gpus, total.gpus, others.gpus),
     )
+}
+
+/// What the replicas among `replicas` that ask for GPUs need together.
+fn gpu_requests(job: &PendingJob, replicas: impl Iterator<Item = (usize, u32)>) -> Resources {
+    replicas
+        .map(|(t, _)| job.tasks[t].request)
+        .filter(|r| r.gpus > 0)
+        .fold(Resources::ZERO, Resources::saturating_add)
 }
 
 /// How many known-unplaceable requests a cycle remembers (the check is a linear scan).

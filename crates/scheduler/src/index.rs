@@ -8,6 +8,8 @@
 //! still find whole empty nodes. A GPU replica searches only the GPU set. A CPU-only replica
 //! searches the CPU-only set first and falls back to GPU nodes only when no CPU-only node fits,
 //! beginning with GPU nodes whose GPUs are all taken (their CPU is otherwise stranded).
+//! `find_most_free` answers the opposite question (the node with the most free), for
+//! `PlacementPolicy::Spread`.
 //!
 //! Cost: O(log n) per insert/remove; a lookup is O(log n + k) where k counts nodes skipped
 //! because a second dimension (memory, or CPU on the GPU set) or a node selector did not match.
@@ -100,6 +102,44 @@ impl NodeIndex {
             .map(|&(_, _, i)| i)
             .or_else(|| from_gpu_set(0))
     }
+
+    /// The fitting node with the most free of what `request` is mostly about, among those
+    /// `eligible` accepts ([`crate::PlacementPolicy::Spread`]): for a GPU replica the GPU node
+    /// with the most free GPUs, for a CPU-only replica the node with the most free CPU, with
+    /// or without GPUs. Ties go to the later node in name order. The CPU case scans the GPU
+    /// nodes (they are not keyed by CPU first): O(log n + GPU nodes).
+    pub fn find_most_free(
+        &self,
+        request: Resources,
+        eligible: impl Fn(u32) -> bool,
+    ) -> Option<u32> {
+        let fits_rest =
+            |cpu: u64, mem: u64| cpu >= request.cpu_millis && mem >= request.memory_bytes;
+        if request.gpus > 0 {
+            return self
+                .gpu
+                .range((Bound::Included((request.gpus, 0, 0, 0)), Bound::Unbounded))
+                .rev()
+                .find(|&&(_, cpu, mem, i)| fits_rest(cpu, mem) && eligible(i))
+                .map(|&(_, _, _, i)| i);
+        }
+        let cpu_only = self
+            .cpu_only
+            .range((
+                Bound::Included((request.cpu_millis, request.memory_bytes, 0)),
+                Bound::Unbounded,
+            ))
+            .rev()
+            .find(|&&(_, mem, i)| mem >= request.memory_bytes && eligible(i))
+            .copied();
+        let gpu = self
+            .gpu
+            .iter()
+            .filter(|&&(_, cpu, mem, i)| fits_rest(cpu, mem) && eligible(i))
+            .map(|&(_, cpu, mem, i)| (cpu, mem, i))
+            .max();
+        cpu_only.max(gpu).map(|(_, _, i)| i)
+    }
 }
 
 #[cfg(test)]
@@ -129,5 +169,46 @@ mod tests {
         assert_eq!(index.find(Resources::new(1000, 1, 0), |_| true), Some(0));
         assert_eq!(index.find(Resources::new(1000, 1, 1), |i| i != 0), None);
         assert_eq!(index.find(Resources::new(1000, 1, 3), |_| true), None);
+    }
+
+    #[test]
+    fn most_free_spreads_and_lets_cpu_work_onto_gpu_nodes() {
+        let index = NodeIndex::new([
+            (true, Resources::new(8000, 100, 2)),
+            (false, Resources::new(1000, 100, 0)),
+            (true, Resources::new(4000, 100, 6)),
+            (false, Resources::new(2000, 100, 0)),
+        ]);
+        // CPU work: the most free CPU, GPU node or not.
+        assert_eq!(
+            index.find_most_free(Resources::new(500, 10, 0), |_| true),
+            Some(0)
+        );
+        assert_eq!(
+            index.find_most_free(Resources::new(500, 10, 0), |i| i % 2 == 1),
+            Some(3)
+        );
+        // GPU work: the most free GPUs.
+        assert_eq!(
+            index.find_most_free(Resources::new(500, 10, 1), |_| true),
+            Some(2)
+        );
+        assert_eq!(
+            index.find_most_free(Resources::new(5000, 10, 1), |_| true),
+            Some(0)
+        );
+        assert_eq!(
+            index.find_most_free(Resources::new(500, 10, 7), |_| true),
+            None
+        );
+        // Ties go to the later node.
+        let tied = NodeIndex::new([
+            (false, Resources::new(1000, 100, 0)),
+            (false, Resources::new(1000, 100, 0)),
+        ]);
+        assert_eq!(
+            tied.find_most_free(Resources::new(500, 10, 0), |_| true),
+            Some(1)
+        );
     }
 }

@@ -5,8 +5,10 @@
 //! job that does not start, a typed [`Reason`] and a one-line message saying why. Jobs are
 //! gangs: a job starts only when its `min_available` replicas all fit at once. Queues share
 //! the cluster by weight above their guarantees and never exceed their capability; a big job
-//! that smaller ones keep overtaking eventually reserves nodes. The rules, with the reasons
-//! behind them, are in `docs/scheduler.md`.
+//! that smaller ones keep overtaking eventually reserves nodes. Replicas go only to nodes whose
+//! labels satisfy their task's node selector, and [`PlacementPolicy::Pack`] keeps CPU-only
+//! replicas off GPU nodes and a job's GPU replicas together, so whole GPU nodes stay free. The
+//! rules, with the reasons behind them, are in `docs/scheduler.md`.
 //!
 //! Architecture invariants: this crate does no I/O, no async and keeps no state between
 //! cycles (what must survive, the reservations, travels through [`Snapshot`] and
@@ -23,7 +25,7 @@ mod resources;
 pub mod sim;
 mod validate;
 
-pub use cycle::{Config, Scheduler};
+pub use cycle::{Config, PlacementPolicy, Scheduler};
 pub use model::{
     Allocation, Decisions, Explanation, Hold, Node, PendingJob, Placement, Queue, QueueStatus,
     Reason, Rejection, ReplicaPlacement, Reservation, Snapshot, TaskSpec,

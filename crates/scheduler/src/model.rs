@@ -26,6 +26,26 @@ impl Node {
             labels: BTreeMap::new(),
         }
     }
+
+    /// The node with these labels added (a later value for the same key wins):
+    /// `Node::new("gpu-0", r).with_labels([("accelerator", "h100")])`.
+    pub fn with_labels<K, V>(mut self, labels: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.labels
+            .extend(labels.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// True when the node carries every label of `selector` with the same value (an empty
+    /// selector matches every node).
+    pub fn matches(&self, selector: &BTreeMap<String, String>) -> bool {
+        selector
+            .iter()
+            .all(|(k, v)| self.labels.get(k).is_some_and(|nv| nv == v))
+    }
 }
 
 /// A queue: the unit of sharing between groups (Volcano's `Queue`).
@@ -76,6 +96,18 @@ impl TaskSpec {
             request,
             node_selector: BTreeMap::new(),
         }
+    }
+
+    /// The task with these selector pairs added (a later value for the same key wins):
+    /// its replicas go only to nodes carrying all of them.
+    pub fn with_node_selector<K, V>(mut self, selector: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.node_selector
+            .extend(selector.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
     }
 }
 
@@ -212,6 +244,19 @@ pub enum Rejection {
         needs: Resources,
         total: Resources,
     },
+    /// The gang's replicas with this node selector need more in `dimension` than the nodes
+    /// it matches have together.
+    LargerThanSelectedNodes {
+        node_selector: BTreeMap<String, String>,
+        dimension: Dimension,
+        needs: Resources,
+        total: Resources,
+    },
+    /// The task's node selector matches no node: no node carries all its labels.
+    NoNodeMatchesSelector {
+        role: String,
+        node_selector: BTreeMap<String, String>,
+    },
     /// No node's allocatable (among those matching the task's selector) holds one replica.
     NoNodeFits {
         role: String,
@@ -266,6 +311,31 @@ impl fmt::Display for Rejection {
                 needs.show(*dimension),
                 total.show(*dimension)
             ),
+            Rejection::LargerThanSelectedNodes {
+                node_selector,
+                dimension,
+                needs,
+                total,
+            } => write!(
+                f,
+                "gang needs {} on nodes labelled {} and those nodes have {} in all",
+                needs.show(*dimension),
+                show_selector(node_selector),
+                total.show(*dimension)
+            ),
+            Rejection::NoNodeMatchesSelector {
+                role,
+                node_selector,
+            } => write!(
+                f,
+                "task {role} selects nodes labelled {} and no node carries {}",
+                show_selector(node_selector),
+                if node_selector.len() == 1 {
+                    "that label"
+                } else {
+                    "all those labels"
+                }
+            ),
             Rejection::NoNodeFits {
                 role,
                 request,
@@ -273,11 +343,7 @@ impl fmt::Display for Rejection {
             } => {
                 write!(f, "a replica of task {role} needs {request}")?;
                 if !node_selector.is_empty() {
-                    let labels: Vec<String> = node_selector
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect();
-                    write!(f, " on a node labelled {}", labels.join(","))?;
+                    write!(f, " on a node labelled {}", show_selector(node_selector))?;
                 }
                 f.write_str(" and no node has that much")
             }
@@ -286,6 +352,12 @@ impl fmt::Display for Rejection {
 }
 
 impl std::error::Error for Rejection {}
+
+/// `key=value` pairs joined by commas, in key order: `accelerator=h100,zone=a`.
+fn show_selector(selector: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.join(",")
+}
 
 /// The typed cause of a wait or rejection; [`Explanation::message`] renders it.
 #[derive(Debug, Clone, PartialEq, Eq)]

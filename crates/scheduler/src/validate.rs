@@ -56,8 +56,10 @@ pub fn validate_queue(queue: &Queue) -> Result<(), Error> {
 }
 
 /// Checks that `job` could ever run on `nodes` within its queue: well formed, its queue exists,
-/// its gang is no larger than the queue's capability or the whole cluster, and every replica
-/// fits on at least one node (with its selector). Any error is permanent: waiting will not help.
+/// its gang is no larger than the queue's capability or the whole cluster, every replica fits
+/// on at least one node (with its selector: a selector no node's labels satisfy is
+/// [`Rejection::NoNodeMatchesSelector`]), and the gang's replicas with a selector need no more
+/// than the nodes it matches have together. Any error is permanent: waiting will not help.
 pub fn validate_job(job: &PendingJob, queues: &[Queue], nodes: &[Node]) -> Result<(), Rejection> {
     let total = nodes
         .iter()
@@ -68,46 +70,77 @@ pub fn validate_job(job: &PendingJob, queues: &[Queue], nodes: &[Node]) -> Resul
         job,
         |name| queues.iter().find(|q| q.name == name),
         total,
-        |request, selector| fits.any_node(&nodes, request, selector),
+        &nodes,
+        &mut fits,
     )
     .map(|_| ())
 }
 
-/// Remembers, per request and selector, whether any node's allocatable holds it.
+/// Whether some node could ever run one replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NodeFit {
+    /// A node matching the selector has the allocatable for it.
+    Fits,
+    /// The selector matches no node.
+    NoMatch,
+    /// Nodes match the selector, but none has that much allocatable.
+    TooSmall,
+}
+
+/// Remembers, per request and selector, whether any node's allocatable holds it, and per
+/// selector what the nodes it matches have in all.
 #[derive(Debug, Default)]
 pub(crate) struct NodeFitCache<'a> {
-    known: HashMap<(Resources, &'a BTreeMap<String, String>), bool>,
+    known: HashMap<(Resources, &'a BTreeMap<String, String>), NodeFit>,
+    totals: HashMap<&'a BTreeMap<String, String>, Resources>,
 }
 
 impl<'a> NodeFitCache<'a> {
-    pub fn any_node(
+    /// The allocatable of the nodes `selector` matches, together.
+    pub fn selected_total(
+        &mut self,
+        nodes: &[&Node],
+        selector: &'a BTreeMap<String, String>,
+    ) -> Resources {
+        *self.totals.entry(selector).or_insert_with(|| {
+            nodes
+                .iter()
+                .filter(|n| n.matches(selector))
+                .fold(Resources::ZERO, |t, n| t.saturating_add(n.allocatable))
+        })
+    }
+
+    pub fn check(
         &mut self,
         nodes: &[&Node],
         request: Resources,
         selector: &'a BTreeMap<String, String>,
-    ) -> bool {
+    ) -> NodeFit {
         *self.known.entry((request, selector)).or_insert_with(|| {
-            nodes
-                .iter()
-                .any(|n| request.fits_in(&n.allocatable) && selector_matches(selector, n))
+            let mut matched = false;
+            for n in nodes.iter().filter(|n| n.matches(selector)) {
+                if request.fits_in(&n.allocatable) {
+                    return NodeFit::Fits;
+                }
+                matched = true;
+            }
+            if matched || selector.is_empty() {
+                NodeFit::TooSmall
+            } else {
+                NodeFit::NoMatch
+            }
         })
     }
 }
 
-/// True when the node carries every label of the selector with the same value.
-pub(crate) fn selector_matches(selector: &BTreeMap<String, String>, node: &Node) -> bool {
-    selector
-        .iter()
-        .all(|(k, v)| node.labels.get(k).is_some_and(|nv| nv == v))
-}
-
-/// The checks of [`validate_job`], with the queue lookup, cluster total and node-fit test
-/// supplied by the caller (the cycle has them indexed).
+/// The checks of [`validate_job`], with the queue lookup, cluster total and node-fit cache
+/// supplied by the caller (the cycle has them indexed and checks many jobs).
 pub(crate) fn check_job<'j, 'q>(
     job: &'j PendingJob,
     find_queue: impl Fn(&str) -> Option<&'q Queue>,
     cluster_total: Resources,
-    mut any_node_fits: impl FnMut(Resources, &'j BTreeMap<String, String>) -> bool,
+    nodes: &[&Node],
+    fits: &mut NodeFitCache<'j>,
 ) -> Result<Gang, Rejection> {
     if job.tasks.is_empty() {
         return Err(Rejection::NoTasks);
@@ -143,6 +176,8 @@ pub(crate) fn check_job<'j, 'q>(
     };
     let mut total = Resources::ZERO;
     let mut min_total = Resources::ZERO;
+    // What the gang's replicas with each (non-empty) selector need together.
+    let mut by_selector: BTreeMap<&BTreeMap<String, String>, Resources> = BTreeMap::new();
     let mut k = 0u64;
     for task in &job.tasks {
         let all = task
@@ -156,6 +191,10 @@ pub(crate) fn check_job<'j, 'q>(
             .checked_mul(in_gang)
             .ok_or(Rejection::Overflow)?;
         min_total = min_total.checked_add(part).ok_or(Rejection::Overflow)?;
+        if !task.node_selector.is_empty() && in_gang > 0 {
+            let e = by_selector.entry(&task.node_selector).or_default();
+            *e = e.saturating_add(part);
+        }
         k += u64::from(task.replicas);
     }
     let queue = find_queue(&job.queue).ok_or_else(|| Rejection::UnknownQueue {
@@ -177,11 +216,31 @@ pub(crate) fn check_job<'j, 'q>(
         });
     }
     for task in &job.tasks {
-        if !any_node_fits(task.request, &task.node_selector) {
-            return Err(Rejection::NoNodeFits {
-                role: task.role.clone(),
-                request: task.request,
-                node_selector: task.node_selector.clone(),
+        match fits.check(nodes, task.request, &task.node_selector) {
+            NodeFit::Fits => {}
+            NodeFit::NoMatch => {
+                return Err(Rejection::NoNodeMatchesSelector {
+                    role: task.role.clone(),
+                    node_selector: task.node_selector.clone(),
+                });
+            }
+            NodeFit::TooSmall => {
+                return Err(Rejection::NoNodeFits {
+                    role: task.role.clone(),
+                    request: task.request,
+                    node_selector: task.node_selector.clone(),
+                });
+            }
+        }
+    }
+    for (selector, needs) in by_selector {
+        let total = fits.selected_total(nodes, selector);
+        if let Some(dimension) = needs.first_excess(&total) {
+            return Err(Rejection::LargerThanSelectedNodes {
+                node_selector: selector.clone(),
+                dimension,
+                needs,
+                total,
             });
         }
     }

@@ -145,6 +145,9 @@ pub fn random_snapshot(seed: u64) -> Snapshot {
             if rng.chance(0.15) {
                 task.node_selector.insert("zone".into(), "a".into());
             }
+            if rng.chance(0.02) {
+                task = task.with_node_selector([("accelerator", "tpu")]); // no node has it
+            }
             if rng.chance(0.03) {
                 task.replicas = 0; // invalid
             }

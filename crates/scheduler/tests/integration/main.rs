@@ -1,7 +1,9 @@
 //! The scheduler's tests: properties over generated workloads, multi-cycle simulations
-//! (starvation, weights, guarantees) and readable examples of the explanations.
+//! (starvation, weights, guarantees), readable examples of the explanations, and the
+//! placement rules (selectors, CPU-only roles off GPU nodes, GPU packing).
 
 mod common;
 mod examples;
+mod placement;
 mod properties;
 mod simulations;

@@ -4,20 +4,27 @@
 
 use std::collections::{HashMap, HashSet};
 
-use mofang_scheduler::sim::{Rng, verify};
+use mofang_scheduler::sim::{Rng, verify, verify_packing};
 use mofang_scheduler::{
-    Decisions, Node, PendingJob, Reason, Resources, Scheduler, Snapshot, validate_job,
+    Config, Decisions, Node, PendingJob, PlacementPolicy, Reason, Rejection, Resources, Scheduler,
+    Snapshot, validate_job,
 };
 
-use crate::common::{random_snapshot, scheduler};
+use crate::common::random_snapshot;
 
 const SEEDS: u64 = 300;
 
+/// Every generated case under both placement policies (the invariants hold under either).
+fn cases() -> impl Iterator<Item = (u64, Snapshot, Decisions)> {
+    cases_with(PlacementPolicy::Pack).chain(cases_with(PlacementPolicy::Spread))
+}
+
 /// Every generated case: the first cycle, then a cycle 500 s later that gets its reservations
 /// (so reservations and starving jobs are exercised too).
-fn cases() -> impl Iterator<Item = (u64, Snapshot, Decisions)> {
+fn cases_with(placement: PlacementPolicy) -> impl Iterator<Item = (u64, Snapshot, Decisions)> {
     let s = Scheduler::new(mofang_scheduler::Config {
         starvation_after_secs: 400,
+        placement,
         ..Default::default()
     });
     (0..SEEDS).flat_map(move |seed| {
@@ -296,8 +303,16 @@ fn normalised(mut d: Decisions) -> Decisions {
 
 #[test]
 fn decisions_depend_on_the_snapshot_not_on_the_order_of_its_lists() {
-    let s = scheduler();
-    for seed in 0..SEEDS {
+    for (s, seed) in [PlacementPolicy::Pack, PlacementPolicy::Spread]
+        .into_iter()
+        .flat_map(|placement| {
+            let s = Scheduler::new(Config {
+                placement,
+                ..Config::default()
+            });
+            (0..SEEDS).map(move |seed| (s.clone(), seed))
+        })
+    {
         let snap = random_snapshot(seed);
         let expected = normalised(s.schedule(&snap).expect("well formed"));
         assert_eq!(
@@ -321,6 +336,7 @@ fn decisions_depend_on_the_snapshot_not_on_the_order_of_its_lists() {
 #[test]
 fn the_independent_checker_passes_generated_cases_and_catches_broken_decisions() {
     let mut broken_caught = 0;
+    let mut selector_caught = 0;
     for (seed, snap, d) in cases() {
         assert_eq!(verify(&snap, &d), Vec::<String>::new(), "seed {seed}");
         // Drop one replica of a placed gang: the checker must object.
@@ -341,6 +357,35 @@ fn the_independent_checker_passes_generated_cases_and_catches_broken_decisions()
                 broken_caught += 1;
             }
         }
+        // Move a replica with a node selector to a node outside it: the checker must object.
+        let jobs: HashMap<&str, &PendingJob> =
+            snap.pending.iter().map(|j| (j.id.as_str(), j)).collect();
+        let moved = d.placements.iter().enumerate().find_map(|(p, placement)| {
+            placement
+                .replicas
+                .iter()
+                .enumerate()
+                .find_map(|(r, replica)| {
+                    let task = jobs[placement.job.as_str()]
+                        .tasks
+                        .iter()
+                        .find(|t| t.role == replica.role)?;
+                    let outside = snap
+                        .nodes
+                        .iter()
+                        .find(|n| !n.matches(&task.node_selector))?;
+                    Some((p, r, outside.name.clone()))
+                })
+        });
+        if let Some((p, r, outside)) = moved {
+            let mut bad = d.clone();
+            bad.placements[p].replicas[r].node = outside;
+            assert!(
+                !verify(&snap, &bad).is_empty(),
+                "seed {seed}: replica outside its selector not caught"
+            );
+            selector_caught += 1;
+        }
         // Forget an explanation: the checker must object.
         if !d.waiting.is_empty() {
             let mut bad = d.clone();
@@ -352,4 +397,63 @@ fn the_independent_checker_passes_generated_cases_and_catches_broken_decisions()
         }
     }
     assert!(broken_caught > 100);
+    assert!(selector_caught > 20, "{selector_caught}");
+}
+
+#[test]
+fn cpu_only_replicas_use_gpu_nodes_only_when_no_cpu_node_has_room() {
+    let mut on_gpu_nodes = 0;
+    for (seed, snap, d) in cases_with(PlacementPolicy::Pack) {
+        assert_eq!(
+            verify_packing(&snap, &d),
+            Vec::<String>::new(),
+            "seed {seed}"
+        );
+        let gpu_nodes: HashSet<&str> = snap
+            .nodes
+            .iter()
+            .filter(|n| n.allocatable.gpus > 0)
+            .map(|n| n.name.as_str())
+            .collect();
+        let jobs: HashMap<&str, &PendingJob> =
+            snap.pending.iter().map(|j| (j.id.as_str(), j)).collect();
+        for p in &d.placements {
+            for r in &p.replicas {
+                let cpu_only = jobs[p.job.as_str()]
+                    .tasks
+                    .iter()
+                    .any(|t| t.role == r.role && t.request.gpus == 0);
+                if cpu_only && gpu_nodes.contains(r.node.as_str()) {
+                    on_gpu_nodes += 1;
+                }
+            }
+        }
+    }
+    // The generator produces cases where CPU nodes are full, so the rule is exercised.
+    assert!(on_gpu_nodes > 20, "{on_gpu_nodes}");
+    // And the check is not vacuous: under Spread it objects somewhere.
+    let objections: usize = cases_with(PlacementPolicy::Spread)
+        .map(|(_, snap, d)| verify_packing(&snap, &d).len())
+        .sum();
+    assert!(objections > 0);
+}
+
+#[test]
+fn selector_rejections_name_a_selector_no_node_carries() {
+    let mut no_match = 0;
+    for (seed, snap, d) in cases() {
+        for e in &d.waiting {
+            if let Reason::Rejected(Rejection::NoNodeMatchesSelector { node_selector, .. }) =
+                &e.reason
+            {
+                assert!(
+                    snap.nodes.iter().all(|n| !n.matches(node_selector)),
+                    "seed {seed}: {}",
+                    e.message
+                );
+                no_match += 1;
+            }
+        }
+    }
+    assert!(no_match > 10, "{no_match}");
 }
