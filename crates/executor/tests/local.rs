@@ -217,7 +217,10 @@ async fn cpu_time_and_peak_memory_are_recorded() {
         "{}",
         std::fs::read_to_string(&l.log_path).unwrap_or_default()
     );
-    assert!(status.usage.user_cpu_ms >= 150, "{:?}", status.usage);
+    // process_time() counts user + system time, so only their sum is guaranteed (a loaded
+    // machine once recorded user 138 ms + system 315 ms here).
+    let cpu = status.usage.user_cpu_ms + status.usage.system_cpu_ms;
+    assert!(cpu >= 300, "{:?}", status.usage);
     assert!(status.usage.max_rss_kib >= 60 * 1024, "{:?}", status.usage);
 }
 
