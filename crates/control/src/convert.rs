@@ -42,7 +42,10 @@ pub(crate) fn pending_spec(
         tasks: spec
             .tasks
             .iter()
-            .map(|t| TaskSpec::new(t.role.clone(), t.replicas, request(t)))
+            .map(|t| {
+                TaskSpec::new(t.role.clone(), t.replicas, request(t))
+                    .with_node_selector(t.node_selector.clone())
+            })
             .collect(),
         min_available: spec.min_available,
     }

@@ -608,6 +608,24 @@ async fn bad_specs_are_refused_with_the_field_and_nothing_is_stored() {
             422,
             "GPU",
         ),
+        // Known to the job format but not carried out yet: refused, not silently ignored.
+        (
+            "name: a\nkind: pytorch\ntasks:\n- role: master\n  command: [true]\n".into(),
+            422,
+            "kind",
+        ),
+        (
+            "name: a\nrestart_mode: gang\ntasks:\n- role: w\n  command: [true]\n".into(),
+            422,
+            "gang",
+        ),
+        // This machine's node carries no labels, so no replica could ever be placed.
+        (
+            "name: a\ntasks:\n- role: w\n  node_selector: {accelerator: tpu}\n  command: [true]\n"
+                .into(),
+            422,
+            "accelerator=tpu",
+        ),
         ("{not yaml".into(), 400, ""),
         (
             format!(
