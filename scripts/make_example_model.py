@@ -13,7 +13,7 @@ Outputs, under --out-dir (default <repo>/examples/model-repository/efficientnet_
                 output `logits` float32 [batch,1000]
   labels.txt    1000 ImageNet class names in index order (line 162 is "beagle")
 
-Finally checks with onnxruntime + Pillow that --check-image (default the shared dog.jpg) is
+Finally checks with onnxruntime + Pillow that --check-image (default examples/data/dog.jpg) is
 classified as beagle, printing the top 5; exits non-zero otherwise.
 """
 
@@ -30,7 +30,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT_DIR = REPO / "examples" / "model-repository" / "efficientnet_lite0"
-DEFAULT_CHECK_IMAGE = REPO.parent / "shared" / "data" / "dog.jpg"
+DEFAULT_CHECK_IMAGE = REPO / "examples" / "data" / "dog.jpg"
 
 OPSET = 13
 # ONNX IR version 8 pairs with opset 13..17; onnxruntime 1.31 and tract 0.23 both accept it.

@@ -19,7 +19,7 @@ if [ ! -s "$token_file" ]; then
     (umask 077 && "$mofang" token create --data-dir "$data" --user admin --group admin --admin >"$token_file.tmp")
     mv "$token_file.tmp" "$token_file"
 fi
-image="$(cd "$repo/.." && pwd -P)/shared/data/dog.jpg"
+image="$repo/examples/data/dog.jpg"
 [ -f "$image" ] || image="dog.jpg"
 
 "$mofang" server --data-dir "$data" --port "$control_port" &

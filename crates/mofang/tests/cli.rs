@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 const MOFANG: &str = env!("CARGO_BIN_EXE_mofang");
-const DOG_JPG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/dog.jpg");
+const DOG_JPG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/data/dog.jpg");
 const EXAMPLE_MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../examples/model-repository/efficientnet_lite0"
@@ -292,7 +292,7 @@ fn required_file(path: &Path) -> &Path {
 }
 
 fn dog_jpg() -> Vec<u8> {
-    std::fs::read(DOG_JPG).expect("read ../shared/data/dog.jpg beside the repository")
+    std::fs::read(DOG_JPG).expect("read examples/data/dog.jpg")
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -14,7 +14,7 @@ use mofang_pipeline::{
     parse_labels, preprocess, top_k,
 };
 
-const DOG_JPG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/dog.jpg");
+const DOG_JPG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/data/dog.jpg");
 
 // ---------------------------------------------------------------- helpers
 

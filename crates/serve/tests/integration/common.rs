@@ -29,7 +29,7 @@ pub use reqwest::StatusCode;
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// The tutorial's photo of a beagle.
-pub const DOG_JPG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/dog.jpg");
+pub const DOG_JPG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/data/dog.jpg");
 
 /// What to run when something the tests need is missing.
 const SETUP_HINT: &str = "run scripts/setup.sh (then `. scripts/env.sh`)";
